@@ -1,0 +1,6 @@
+"""Agents: one module per family, all implementing :class:`rlbook.agents.base.Agent`."""
+
+from rlbook.agents.base import Agent, Transition
+from rlbook.agents.random_agent import RandomAgent
+
+__all__ = ["Agent", "RandomAgent", "Transition"]

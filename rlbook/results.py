@@ -1,0 +1,160 @@
+"""Results files: what the ``bench/`` scripts measure and the chapters quote.
+
+Every number the book states comes from a JSON file under ``results/`` with this layout::
+
+    {"provenance": {"command": ..., "commit": ..., "date": ..., "seeds": [...],
+                    "versions": {...}, "hardware": ...},
+     "metrics": {"<name>": {"unit": "s", "values": [...], "median": ..., "iqr": [q25, q75],
+                            "solved": k, "runs": n}}}
+
+A run that never solved is ``null`` in ``values`` and counts as the budget in the median and
+interquartile range, so failures cannot flatter the summary.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The rlbook repository root: the nearest folder upward holding ``results/`` and ``rlbook/``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "rlbook").is_dir() and (folder / "results").is_dir():
+            return folder
+    # Fall back to the source tree this module was imported from (an editable install).
+    return Path(__file__).resolve().parents[1]
+
+
+def summarize(values: Sequence[float | None], budget: float | None = None, unit: str = "") -> dict[str, Any]:
+    """Summarise one metric over seeds: median and interquartile range, failures counted as ``budget``.
+
+    ``values`` holds one entry per run; ``None`` (or NaN) marks a run that did not reach the goal.
+    Without a ``budget`` failures are left out of the median (use this only for metrics that cannot
+    fail, such as a final reward)."""
+    clean = [None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v) for v in values]
+    solved = [v for v in clean if v is not None]
+    if budget is not None:
+        filled = [budget if v is None else v for v in clean]
+    else:
+        filled = solved
+    entry: dict[str, Any] = {"unit": unit, "values": clean, "solved": len(solved), "runs": len(clean)}
+    if filled:
+        entry["median"] = float(np.median(filled))
+        entry["iqr"] = [float(np.percentile(filled, 25)), float(np.percentile(filled, 75))]
+    else:
+        entry["median"] = None
+        entry["iqr"] = None
+    if budget is not None:
+        entry["budget"] = budget
+    return entry
+
+
+def hardware() -> str:
+    """A one-line description of this machine (CPU count and model, GPU if any)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{os.cpu_count()}-core {platform.machine()} CPU ({cpu})"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            text += f", GPU {torch.cuda.get_device_name(0)}"
+        else:
+            text += ", no GPU"
+    except ImportError:
+        pass
+    return text
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The current commit (with ``-dirty`` when the tree has uncommitted changes), or ``unknown``."""
+    root = root or repo_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of Python, rlbook and the main libraries (and of ``extra`` packages if installed)."""
+    out = {"python": platform.python_version()}
+    for name in ("rlbook", "torch", "numpy", "gymnasium", "ale-py", *extra):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def provenance(seeds: Sequence[int], command: str | None = None, extra_versions: Sequence[str] = (),
+               **details: Any) -> dict[str, Any]:
+    """The provenance block: command line, commit, date, seeds, versions, hardware (and ``details``)."""
+    if command is None:
+        command = "python " + " ".join(shlex.quote(a) for a in [_relative_script(sys.argv[0]), *sys.argv[1:]])
+    return {
+        "command": command,
+        "commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seeds": [int(s) for s in seeds],
+        "versions": versions(extra_versions),
+        "hardware": hardware(),
+        **details,
+    }
+
+
+def write_results(name: str, metrics: dict[str, dict[str, Any]], seeds: Sequence[int],
+                  command: str | None = None, extra_versions: Sequence[str] = (), **details: Any) -> Path:
+    """Write ``results/<name>.json`` (``name`` like ``"04_cem/cem_cartpole"``) and return its path.
+
+    ``metrics`` maps metric names to :func:`summarize` entries; ``details`` (settings, curves) are
+    stored in the provenance block beside the command."""
+    path = repo_root() / "results" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"provenance": provenance(seeds, command, extra_versions, **details), "metrics": metrics}
+    path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+    return path
+
+
+def load_results(name: str) -> dict[str, Any]:
+    """Read ``results/<name>.json``, as written by :func:`write_results`."""
+    path = repo_root() / "results" / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file {path}; run the bench script that writes it (see README)")
+    return json.loads(path.read_text())
+
+
+def _relative_script(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return Path(path).name
+
+
+def _jsonable(value: Any):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a results file")
