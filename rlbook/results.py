@@ -20,9 +20,10 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def provenance(seeds: Sequence[int], command: str | None = None, extra_versions:
     return {
         "command": command,
         "commit": git_commit(),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seeds": [int(s) for s in seeds],
         "versions": versions(extra_versions),
         "hardware": hardware(),

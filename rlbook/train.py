@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from rlbook.agents.base import Agent, Transition
@@ -40,19 +39,19 @@ from rlbook.envs import as_vector_env
 class Plugin:
     """Base class of trainer plugins; override the hooks you need. Every hook gets the trainer."""
 
-    def before_training(self, trainer: "Trainer") -> None: ...
+    def before_training(self, trainer: Trainer) -> None: ...
 
-    def after_training(self, trainer: "Trainer") -> None: ...
+    def after_training(self, trainer: Trainer) -> None: ...
 
-    def before_episode(self, trainer: "Trainer", env_id: int) -> None: ...
+    def before_episode(self, trainer: Trainer, env_id: int) -> None: ...
 
-    def after_episode(self, trainer: "Trainer", env_id: int, episode_return: float, episode_length: int) -> None: ...
+    def after_episode(self, trainer: Trainer, env_id: int, episode_return: float, episode_length: int) -> None: ...
 
-    def before_step(self, trainer: "Trainer") -> None: ...
+    def before_step(self, trainer: Trainer) -> None: ...
 
-    def after_step(self, trainer: "Trainer", transition: Transition | None, metrics: dict[str, Any]) -> None: ...
+    def after_step(self, trainer: Trainer, transition: Transition | None, metrics: dict[str, Any]) -> None: ...
 
-    def on_error(self, trainer: "Trainer", error: BaseException) -> None: ...
+    def on_error(self, trainer: Trainer, error: BaseException) -> None: ...
 
 
 class Objective:
@@ -144,7 +143,7 @@ class Trainer:
             return math.nan
         return float(np.mean(self.episode_returns[-window:]))
 
-    def run(self) -> "Trainer":
+    def run(self) -> Trainer:
         """Run the loop. A Ctrl-C ends it cleanly (plugins see it in ``on_error``; checkpoints save)
         and sets ``interrupted``; any other error is re-raised after ``on_error``."""
         self.stop_reason = None
@@ -231,6 +230,8 @@ class Trainer:
                     transition.reward = np.asarray(self.objective(transition, infos), dtype=np.float32)
                     agent.observe(transition)
                     self.last_metrics = agent.update()
+                else:
+                    transition = None  # a step that only reset environments: nothing real happened
             self.step += n - int(needs_reset.sum()) if resetting else n
 
             if resetting:

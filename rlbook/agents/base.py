@@ -61,7 +61,7 @@ class Transition:
         """``terminated | truncated``: the episode of this row is over."""
         return self.terminated | self.truncated
 
-    def select(self, mask: np.ndarray) -> "Transition":
+    def select(self, mask: np.ndarray) -> Transition:
         """The rows where ``mask`` is true (a boolean array of shape ``(n,)``)."""
         return Transition(**{f.name: getattr(self, f.name)[mask] for f in fields(self)})
 
@@ -184,7 +184,7 @@ class Agent(abc.ABC):
         """Stable-Baselines3 style: ``action, _ = agent.predict(obs)``."""
         return self.act(obs, explore=not deterministic), None
 
-    def learn(self, env, total_steps: int | None = None, **trainer_kwargs) -> "Agent":
+    def learn(self, env, total_steps: int | None = None, **trainer_kwargs) -> Agent:
         """Train on ``env`` for ``total_steps`` environment steps (SB3 style); returns ``self``.
 
         Keyword arguments go to :class:`~rlbook.train.Trainer` (``plugins``, ``seed``,

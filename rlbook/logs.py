@@ -1,0 +1,204 @@
+"""Watching training: a progress bar, CSV files and TensorBoard, all as trainer plugins.
+
+Agents return metrics from :meth:`~rlbook.agents.base.Agent.update` as floats or 0-dim tensors.
+The loggers here add them up as they come (on the device, for tensors) and convert to Python floats
+only when they write, every ``every_steps`` environment steps, so logging never forces a GPU sync
+on each step.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbook.train import Plugin, Trainer
+
+
+class _MetricAverager:
+    """Running sums of metric values between two writes."""
+
+    def __init__(self):
+        self.sums: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        for key, value in metrics.items():
+            if key in self.sums:
+                self.sums[key] = self.sums[key] + value
+                self.counts[key] += 1
+            else:
+                self.sums[key] = value
+                self.counts[key] = 1
+
+    def pop(self) -> dict[str, float]:
+        out = {key: float(total) / self.counts[key] for key, total in self.sums.items()}
+        self.sums.clear()
+        self.counts.clear()
+        return out
+
+
+class ProgressBar(Plugin):
+    """A tqdm progress bar over environment steps (or episodes when only an episode budget is set),
+    showing the mean return of the last ``window`` episodes and steps per second."""
+
+    def __init__(self, window: int = 100, refresh_seconds: float = 0.5, **tqdm_kwargs):
+        self.window = window
+        self.refresh_seconds = refresh_seconds
+        self.tqdm_kwargs = tqdm_kwargs
+        self.bar = None
+        self._last_refresh = 0.0
+        self._shown = 0
+
+    def before_training(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        by_steps = trainer.total_steps is not None
+        self._by_steps = by_steps
+        total = trainer.total_steps if by_steps else trainer.total_episodes
+        self._shown = trainer.step if by_steps else trainer.episodes
+        self.bar = tqdm(total=total, initial=self._shown, unit="step" if by_steps else "episode",
+                        dynamic_ncols=True, **self.tqdm_kwargs)
+
+    def after_step(self, trainer, transition, metrics):
+        now = time.perf_counter()
+        if now - self._last_refresh >= self.refresh_seconds:
+            self._refresh(trainer)
+            self._last_refresh = now
+
+    def after_training(self, trainer):
+        if self.bar is not None:
+            self._refresh(trainer)
+            self.bar.close()
+            self.bar = None
+
+    def on_error(self, trainer, error):
+        self.after_training(trainer)
+
+    def _refresh(self, trainer: Trainer) -> None:
+        if self.bar is None:
+            return
+        current = trainer.step if self._by_steps else trainer.episodes
+        self.bar.update(current - self._shown)
+        self._shown = current
+        mean = trainer.mean_return(self.window)
+        if not math.isnan(mean):
+            self.bar.set_postfix(episodes=trainer.episodes, mean_return=f"{mean:.2f}", refresh=False)
+
+
+class CSVLogger(Plugin):
+    """Write ``episodes.csv`` (one row per finished episode) and ``metrics.csv`` (agent metrics averaged
+    over every ``every_steps`` environment steps) into ``directory``. Appends when resuming."""
+
+    def __init__(self, directory: str | os.PathLike, every_steps: int = 1000):
+        if every_steps <= 0:
+            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        self.directory = Path(directory)
+        self.every_steps = every_steps
+        self._averager = _MetricAverager()
+        self._metric_names: list[str] | None = None
+        self._next_write = every_steps
+
+    def before_training(self, trainer):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        episodes = self.directory / "episodes.csv"
+        new = not episodes.exists()
+        self._episodes_file = episodes.open("a", newline="")
+        self._episodes = csv.writer(self._episodes_file)
+        if new:
+            self._episodes.writerow(["step", "episode", "return", "length", "seconds"])
+        self._metrics_path = self.directory / "metrics.csv"
+        self._metrics_file = None
+        self._next_write = (trainer.step // self.every_steps + 1) * self.every_steps
+        self._start = time.perf_counter() - trainer.elapsed
+
+    def after_episode(self, trainer, env_id, episode_return, episode_length):
+        self._episodes.writerow([trainer.step, trainer.episodes, f"{episode_return:.6g}", episode_length,
+                                 f"{time.perf_counter() - self._start:.3f}"])
+
+    def after_step(self, trainer, transition, metrics):
+        if metrics:
+            self._averager.add(metrics)
+        if trainer.step >= self._next_write:
+            self._write_metrics(trainer)
+            self._next_write += self.every_steps
+
+    def _write_metrics(self, trainer: Trainer) -> None:
+        values = self._averager.pop()
+        if not values:
+            return
+        if self._metrics_file is None:
+            new = not self._metrics_path.exists()
+            self._metrics_file = self._metrics_path.open("a", newline="")
+            self._metrics = csv.writer(self._metrics_file)
+            self._metric_names = sorted(values)
+            if new:
+                self._metrics.writerow(["step", *self._metric_names])
+        self._metrics.writerow([trainer.step, *(f"{values.get(k, np.nan):.6g}" for k in self._metric_names)])
+        self._metrics_file.flush()
+
+    def after_training(self, trainer):
+        self._write_metrics(trainer)
+        for f in (self._episodes_file, self._metrics_file):
+            if f is not None:
+                f.close()
+
+    def on_error(self, trainer, error):
+        for f in (getattr(self, "_episodes_file", None), self._metrics_file):
+            if f is not None:
+                f.flush()
+
+
+class TensorBoardLogger(Plugin):
+    """Log episode returns and lengths (``episode/return``, ``episode/length``) and agent metrics
+    (``train/<name>``, averaged every ``every_steps`` steps) to TensorBoard under ``logdir``.
+
+    Open it with ``tensorboard --logdir <logdir>``."""
+
+    def __init__(self, logdir: str | os.PathLike = "runs", every_steps: int = 1000):
+        if every_steps <= 0:
+            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        self.logdir = Path(logdir)
+        self.every_steps = every_steps
+        self._averager = _MetricAverager()
+        self.writer = None
+
+    def before_training(self, trainer):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(self.logdir))
+        self._next_write = (trainer.step // self.every_steps + 1) * self.every_steps
+
+    def after_episode(self, trainer, env_id, episode_return, episode_length):
+        self.writer.add_scalar("episode/return", episode_return, trainer.step)
+        self.writer.add_scalar("episode/length", episode_length, trainer.step)
+
+    def after_step(self, trainer, transition, metrics):
+        if metrics:
+            self._averager.add(metrics)
+        if trainer.step >= self._next_write:
+            self._write(trainer)
+            self._next_write += self.every_steps
+
+    def _write(self, trainer: Trainer) -> None:
+        for key, value in self._averager.pop().items():
+            self.writer.add_scalar(f"train/{key}", value, trainer.step)
+        if trainer.elapsed or trainer.step:
+            seconds = time.perf_counter() - trainer.start_time + trainer._elapsed_before
+            if seconds > 0:
+                self.writer.add_scalar("time/steps_per_second", trainer.step / seconds, trainer.step)
+
+    def after_training(self, trainer):
+        if self.writer is not None:
+            self._write(trainer)
+            self.writer.close()
+            self.writer = None
+
+    def on_error(self, trainer, error):
+        if self.writer is not None:
+            self.writer.flush()

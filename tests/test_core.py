@@ -1,0 +1,113 @@
+"""budget(), seeding, device choice, env making and the results schema."""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlbook
+from rlbook.envs import as_vector_env, make
+from rlbook.results import load_results, summarize, write_results
+
+
+def test_budget_follows_the_environment_variable(monkeypatch):
+    monkeypatch.delenv("RLBOOK_QUICK", raising=False)
+    assert rlbook.budget(full=1000, quick=10) == 1000
+    for value in ("1", "true", "YES", "on"):
+        monkeypatch.setenv("RLBOOK_QUICK", value)
+        assert rlbook.budget(full=1000, quick=10) == 10
+        assert rlbook.is_quick()
+    for value in ("0", "false", "", "off"):
+        monkeypatch.setenv("RLBOOK_QUICK", value)
+        assert rlbook.budget(full=[1, 2, 3], quick=[1]) == [1, 2, 3]
+
+
+def test_budget_rejects_a_value_it_does_not_understand(monkeypatch):
+    monkeypatch.setenv("RLBOOK_QUICK", "maybe")
+    with pytest.raises(ValueError, match="RLBOOK_QUICK='maybe'"):
+        rlbook.budget(full=1, quick=0)
+
+
+def test_seed_everything_makes_runs_repeat():
+    rng1 = rlbook.seed_everything(7)
+    a = (rng1.random(3), np.random.rand(2), torch.rand(2))
+    rng2 = rlbook.seed_everything(7)
+    b = (rng2.random(3), np.random.rand(2), torch.rand(2))
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_seed_everything_rejects_bad_seeds(bad):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        rlbook.seed_everything(bad)
+
+
+def test_resolve_device():
+    assert rlbook.resolve_device("cpu") == torch.device("cpu")
+    assert rlbook.resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        rlbook.resolve_device("gpu0")
+
+
+def test_make_gives_a_clear_error_for_unknown_ids():
+    with pytest.raises(ValueError, match=r"unknown environment id 'CartPol-v1'.*did you mean 'CartPole-v1'"):
+        make("CartPol-v1")
+    with pytest.raises(TypeError, match="env_id must be a string"):
+        make(42)
+
+
+def test_as_vector_env_wraps_and_checks():
+    venv = as_vector_env("CartPole-v1")
+    assert venv.num_envs == 1
+    obs, _ = venv.reset(seed=0)
+    assert obs.shape == (1, 4)
+    sync = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    with pytest.raises(ValueError, match="next-step autoreset"):
+        as_vector_env(sync)
+    with pytest.raises(TypeError, match="expected a gymnasium Env"):
+        as_vector_env(3.0)
+
+
+def test_one_env_vector_autoresets_on_the_next_step():
+    venv = as_vector_env(gym.make("CartPole-v1"))
+    obs, _ = venv.reset(seed=1)
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, _ = venv.step(np.array([0]))
+        done = bool(terminated[0] or truncated[0])
+    final = obs.copy()
+    obs, reward, terminated, truncated, _ = venv.step(np.array([0]))  # the reset step
+    assert reward[0] == 0 and not terminated[0] and not truncated[0]
+    assert not np.allclose(obs, final)
+    assert np.all(np.abs(obs) <= 0.05)  # CartPole starts near the origin
+
+
+def test_summarize_counts_failures_as_the_budget():
+    entry = summarize([10.0, None, 20.0, 30.0], budget=100.0, unit="s")
+    assert entry["solved"] == 3 and entry["runs"] == 4
+    assert entry["values"] == [10.0, None, 20.0, 30.0]
+    assert entry["median"] == pytest.approx(np.median([10, 100, 20, 30]))
+    assert entry["iqr"] == pytest.approx([np.percentile([10, 100, 20, 30], 25), np.percentile([10, 100, 20, 30], 75)])
+    no_budget = summarize([1.0, 3.0, float("nan")])
+    assert no_budget["median"] == 2.0 and no_budget["solved"] == 2
+
+
+def test_write_and_load_results_round_trip(tmp_path, monkeypatch):
+    (tmp_path / "rlbook").mkdir()
+    (tmp_path / "results").mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = write_results("test/demo", {"x": summarize([1.0, 2.0])}, seeds=[0, 1], command="python demo.py",
+                         curve=np.arange(3))
+    data = json.loads(path.read_text())
+    assert path == tmp_path / "results" / "test" / "demo.json"
+    prov = data["provenance"]
+    assert prov["command"] == "python demo.py" and prov["seeds"] == [0, 1] and prov["curve"] == [0, 1, 2]
+    for key in ("commit", "date", "versions", "hardware"):
+        assert key in prov
+    assert load_results("test/demo")["metrics"]["x"]["median"] == 1.5
+    with pytest.raises(FileNotFoundError, match="run the bench script"):
+        load_results("test/missing")

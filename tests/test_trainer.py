@@ -1,0 +1,326 @@
+"""The Trainer: hook order, budgets, early stopping, autoreset handling, checkpoints and resuming."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlbook.agents import Agent, RandomAgent
+from rlbook.agents.base import load_checkpoint, rng_state, set_rng_state
+from rlbook.evaluate import evaluate
+from rlbook.logs import CSVLogger, ProgressBar, TensorBoardLogger
+from rlbook.train import Checkpoint, Objective, Plugin, StopOnReward, Trainer
+
+
+class FixedLengthEnv(gym.Env):
+    """Observation = steps taken in the episode; reward 1 per step; ends after ``length`` steps,
+    by termination or (``truncate=True``) by truncation."""
+
+    def __init__(self, length=3, truncate=False):
+        self.length = length
+        self.truncate = truncate
+        self.observation_space = gym.spaces.Box(0, 100, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([0.0], dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t >= self.length
+        return (np.array([self.t], dtype=np.float32), 1.0, end and not self.truncate, end and self.truncate, {})
+
+
+class Recorder(Plugin):
+    def __init__(self):
+        self.calls = []
+
+    def before_training(self, trainer):
+        self.calls.append(("before_training",))
+
+    def after_training(self, trainer):
+        self.calls.append(("after_training",))
+
+    def before_episode(self, trainer, env_id):
+        self.calls.append(("before_episode", env_id))
+
+    def after_episode(self, trainer, env_id, episode_return, episode_length):
+        self.calls.append(("after_episode", env_id, episode_return, episode_length))
+
+    def before_step(self, trainer):
+        self.calls.append(("before_step",))
+
+    def after_step(self, trainer, transition, metrics):
+        self.calls.append(("after_step", None if transition is None else len(transition)))
+
+
+class RecordingAgent(RandomAgent):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def observe(self, transition):
+        super().observe(transition)
+        self.seen.append(copy.deepcopy(transition))
+
+
+def make_agent(env, cls=RandomAgent):
+    return cls(env.observation_space, env.action_space, seed=0)
+
+
+def test_hook_order_over_two_episodes():
+    env = FixedLengthEnv(length=2)
+    rec = Recorder()
+    Trainer(make_agent(env), env, total_episodes=2, plugins=[rec], seed=0).run()
+    step = [("before_step",), ("after_step", 1)]
+    reset_step = [("before_step",), ("before_episode", 0), ("after_step", None)]
+    expected = (
+        [("before_training",), ("before_episode", 0)]
+        + step
+        + [("before_step",), ("after_episode", 0, 2.0, 2), ("after_step", 1)]
+        + reset_step
+        + step
+        + [("before_step",), ("after_episode", 0, 2.0, 2), ("after_step", 1)]
+        + [("after_training",)]
+    )
+    # the reset step carries no transition: plugins get None there
+    assert rec.calls == expected
+
+
+def test_budgets_are_required_and_checked():
+    env = FixedLengthEnv()
+    with pytest.raises(ValueError, match="give a budget"):
+        Trainer(make_agent(env), env)
+    with pytest.raises(ValueError, match="total_steps must be a positive integer, got -5"):
+        Trainer(make_agent(env), env, total_steps=-5)
+
+
+def test_agent_and_env_must_match():
+    agent = RandomAgent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2))
+    with pytest.raises(ValueError, match="the agent was built for observations"):
+        Trainer(agent, FixedLengthEnv(), total_steps=10)
+
+
+def test_total_steps_counts_real_steps_only():
+    env = FixedLengthEnv(length=3)
+    trainer = Trainer(make_agent(env), env, total_steps=9, seed=0).run()
+    # 3 episodes of 3 steps; the two autoreset steps in between do not count
+    assert trainer.step == 9
+    assert trainer.episode_lengths == [3, 3, 3]
+    assert trainer.episode_end_steps == [3, 6, 9]
+    assert trainer.stop_reason == "total_steps"
+
+
+def test_stop_on_reward_threshold():
+    env = FixedLengthEnv(length=5)
+    stop = StopOnReward(threshold=5.0, window=3)
+    trainer = Trainer(make_agent(env), env, total_episodes=100, plugins=[stop]).run()
+    assert trainer.episodes == 3
+    assert stop.solved_at_step == 15
+    assert "mean return of the last 3 episodes" in trainer.stop_reason
+    stop_never = StopOnReward(threshold=6.0, window=3)
+    trainer = Trainer(make_agent(env), env, total_episodes=10, plugins=[stop_never]).run()
+    assert trainer.episodes == 10 and stop_never.solved_at_step is None
+
+
+def test_vector_env_autoreset_transitions_never_reach_the_agent():
+    lengths = [2, 3]
+    venv = gym.vector.SyncVectorEnv([lambda n=n: FixedLengthEnv(length=n) for n in lengths])
+    agent = RecordingAgent(venv.single_observation_space, venv.single_action_space, seed=0)
+    trainer = Trainer(agent, venv, total_steps=30, seed=0).run()
+    rows = 0
+    for t in agent.seen:
+        rows += len(t)
+        # every real transition moves the step counter forward by exactly one
+        np.testing.assert_array_equal(t.next_obs[:, 0], t.obs[:, 0] + 1)
+        for env_id, nxt, term in zip(t.env_ids, t.next_obs[:, 0], t.terminated):
+            assert term == (nxt == lengths[env_id])
+    assert rows == trainer.step == agent.num_steps
+    assert sorted(set(trainer.episode_lengths)) == [2, 3]
+
+
+def test_objective_shapes_the_reward_but_not_the_statistics():
+    class Penalty(Objective):
+        def __call__(self, transition, infos):
+            return transition.reward - 10.0
+
+    env = FixedLengthEnv(length=2)
+    agent = RecordingAgent(env.observation_space, env.action_space)
+    trainer = Trainer(agent, env, total_episodes=2, objective=Penalty()).run()
+    assert all(np.all(t.reward == -9.0) for t in agent.seen)
+    assert trainer.episode_returns == [2.0, 2.0]
+
+
+def test_test_mode_does_not_learn():
+    env = FixedLengthEnv(length=2)
+    agent = RecordingAgent(env.observation_space, env.action_space)
+    Trainer(agent, env, total_episodes=3, train=False).run()
+    assert agent.seen == [] and agent.num_steps == 0
+
+
+def test_evaluate_counts_whole_episodes_and_errors():
+    venv = gym.vector.SyncVectorEnv([lambda n=n: FixedLengthEnv(length=n) for n in (2, 5)])
+    agent = RandomAgent(venv.single_observation_space, venv.single_action_space)
+    result = evaluate(agent, venv, n_episodes=7)
+    assert len(result.returns) == 7
+    assert set(result.lengths) <= {2, 5}
+    np.testing.assert_array_equal(result.returns, result.lengths)
+    with pytest.raises(ValueError, match="n_episodes must be a positive integer"):
+        evaluate(agent, venv, n_episodes=0)
+
+
+class LinearQAgent(Agent):
+    """A tiny torch agent (linear Q, one Adam step per observed batch) to test checkpoints."""
+
+    def __init__(self, observation_space, action_space, seed=0, epsilon=0.3):
+        super().__init__(observation_space, action_space)
+        torch.manual_seed(seed)
+        self.q = nn.Linear(observation_space.shape[0], action_space.n)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=1e-2)
+        self.rng = np.random.default_rng(seed)
+        self.epsilon = epsilon
+        self.updates = 0
+        self._last = None
+
+    def act_batch(self, obs, explore):
+        with torch.no_grad():
+            greedy = self.q(torch.as_tensor(obs, dtype=torch.float32)).argmax(1).numpy()
+        if not explore:
+            return greedy
+        random = self.rng.integers(self.action_space.n, size=len(obs))
+        return np.where(self.rng.random(len(obs)) < self.epsilon, random, greedy)
+
+    def observe(self, transition):
+        super().observe(transition)
+        self._last = transition
+
+    def update(self):
+        t = self._last
+        obs = torch.as_tensor(t.obs, dtype=torch.float32)
+        nxt = torch.as_tensor(t.next_obs, dtype=torch.float32)
+        with torch.no_grad():
+            target = torch.as_tensor(t.reward) + 0.99 * self.q(nxt).max(1).values * torch.as_tensor(~t.terminated)
+        q = self.q(obs).gather(1, torch.as_tensor(t.action).long()[:, None])[:, 0]
+        loss = ((q - target) ** 2).mean()
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        return {"loss": loss.detach()}
+
+    def state_dict(self):
+        return {**super().state_dict(), "q": self.q.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(self.rng), "updates": self.updates}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.q.load_state_dict(state["q"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(self.rng, state["rng"])
+        self.updates = state["updates"]
+
+
+class InterruptAt(Plugin):
+    def __init__(self, step):
+        self.step = step
+
+    def after_step(self, trainer, transition, metrics):
+        if trainer.step >= self.step:
+            raise KeyboardInterrupt
+
+
+def test_checkpoint_round_trip_and_resume(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    env = gym.make("CartPole-v1")
+    agent = LinearQAgent(env.observation_space, env.action_space, seed=3)
+    first = Trainer(agent, env, total_steps=1000, seed=0,
+                    plugins=[Checkpoint(path, every_steps=100), InterruptAt(450)]).run()
+    assert first.interrupted and first.stop_reason == "interrupted"
+    assert first.step == 450
+    saved = load_checkpoint(path)
+    assert saved["extra"]["trainer"]["step"] == 450
+    assert saved["agent"]["num_steps"] == 450 and saved["agent"]["updates"] == agent.updates
+
+    # a fresh agent resumes from the file: same step, same weights, same optimizer state, same actions
+    fresh = LinearQAgent(env.observation_space, env.action_space, seed=99)
+    ckpt = Checkpoint(path)
+    resumed = Trainer(fresh, gym.make("CartPole-v1"), total_steps=1000, seed=0, plugins=[ckpt])
+    ckpt.before_training(resumed)
+    assert ckpt.resumed_from_step == 450 and resumed.step == 450
+    assert resumed.episode_returns == first.episode_returns
+    for a, b in zip(agent.q.parameters(), fresh.q.parameters()):
+        torch.testing.assert_close(a, b)
+    opt_a, opt_b = agent.optimizer.state_dict(), fresh.optimizer.state_dict()
+    for key in opt_a["state"]:
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            torch.testing.assert_close(opt_a["state"][key][name], opt_b["state"][key][name])
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act_batch(obs, explore=True), fresh.act_batch(obs, explore=True))
+
+    # and the resumed run finishes the budget from where it stopped
+    fresh2 = LinearQAgent(env.observation_space, env.action_space, seed=99)
+    done = Trainer(fresh2, gym.make("CartPole-v1"), total_steps=1000, seed=0, plugins=[Checkpoint(path)]).run()
+    assert done.step == 1000 and fresh2.num_steps == 1000
+    assert done.episode_returns[: len(first.episode_returns)] == first.episode_returns
+    assert load_checkpoint(path)["extra"]["trainer"]["step"] == 1000
+
+
+def test_loading_rejects_foreign_files(tmp_path):
+    env = FixedLengthEnv()
+    agent = make_agent(env)
+    bogus = tmp_path / "bogus.pt"
+    torch.save({"weights": torch.zeros(2)}, bogus)
+    with pytest.raises(ValueError, match="is not an rlbook checkpoint"):
+        agent.load(bogus)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable rlbook checkpoint"):
+        agent.load(garbage)
+    with pytest.raises(FileNotFoundError):
+        agent.load(tmp_path / "missing.pt")
+    other = LinearQAgent(env.observation_space, env.action_space)
+    other.save(tmp_path / "linear.pt")
+    with pytest.raises(ValueError, match="holds a LinearQAgent agent, not a RandomAgent"):
+        agent.load(tmp_path / "linear.pt")
+
+
+def test_loggers_write_csv_and_tensorboard(tmp_path):
+    env = gym.make("CartPole-v1")
+    agent = LinearQAgent(env.observation_space, env.action_space)
+    csv_logger = CSVLogger(tmp_path / "csv", every_steps=100)
+    tb = TensorBoardLogger(tmp_path / "tb", every_steps=100)
+    trainer = Trainer(agent, env, total_steps=500, seed=0,
+                      plugins=[csv_logger, tb, ProgressBar(disable=True)]).run()
+    episodes = (tmp_path / "csv" / "episodes.csv").read_text().splitlines()
+    assert episodes[0] == "step,episode,return,length,seconds"
+    assert len(episodes) == 1 + trainer.episodes
+    metrics = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert metrics[0] == "step,loss" and len(metrics) >= 5
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"episode/return", "train/loss"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("episode/return")) == trainer.episodes
+
+
+def test_agent_rejects_unsupported_spaces():
+    class DiscreteOnly(RandomAgent):
+        supported_action_spaces = (gym.spaces.Discrete,)
+
+    with pytest.raises(TypeError, match="DiscreteOnly needs an action space of type Discrete"):
+        DiscreteOnly(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)))
+
+
+def test_learn_and_predict_like_sb3():
+    env = gym.make("CartPole-v1")
+    agent = make_agent(env).learn(env, total_steps=50, seed=0)
+    assert agent.trainer.step == 50
+    action, state = agent.predict(env.reset(seed=0)[0])
+    assert env.action_space.contains(action) and state is None
