@@ -57,7 +57,7 @@ class Plugin:
 class Objective:
     """What the agent is trained to maximise, computed from the environment's reward.
 
-    The default passes the reward through. Subclass and override :meth:`__call__` to shape it
+    The default passes the reward through. Subclass and override ``__call__`` to shape it
     (a penalty per step, a bonus for reaching a state). The trainer's episode statistics always
     report the environment's own reward, so shaped and unshaped runs stay comparable.
     """

@@ -47,7 +47,8 @@ def _parse(path: Path) -> _Collector:
 def check(root: Path) -> list[str]:
     if not root.is_dir():
         return [f"{root} does not exist: build the book first (make book)"]
-    pages = sorted(root.rglob("*.html"))
+    # _static holds theme templates (unrendered Jinja), not pages
+    pages = sorted(p for p in root.rglob("*.html") if "_static" not in p.relative_to(root).parts)
     parsed = {page: _parse(page) for page in pages}
     problems = []
     for page, info in parsed.items():
@@ -81,7 +82,7 @@ def main(argv: list[str]) -> int:
     problems = check(root)
     for p in problems:
         print(p)
-    pages = len(list(root.rglob("*.html"))) if root.is_dir() else 0
+    pages = len([p for p in root.rglob("*.html") if "_static" not in p.parts]) if root.is_dir() else 0
     print(f"checked {pages} pages: {len(problems)} problem(s)")
     return 1 if problems else 0
 

@@ -71,6 +71,7 @@ class OneEnvVector(gym.vector.VectorEnv):
         self._needs_reset = False
 
     def reset(self, *, seed=None, options=None):
+        """Reset the env; returns the observation with a batch axis of one and the batched info."""
         if isinstance(seed, (list, tuple)):
             seed = seed[0]
         obs, info = self.env.reset(seed=seed, options=options)
@@ -78,6 +79,7 @@ class OneEnvVector(gym.vector.VectorEnv):
         return np.asarray(obs)[None], _batch_info(info)
 
     def step(self, actions):
+        """Step with ``actions`` (shape ``(1, ...)``); the step after an episode ends only resets."""
         if self._needs_reset:
             obs, info = self.env.reset()
             reward, terminated, truncated = 0.0, False, False
@@ -93,6 +95,7 @@ class OneEnvVector(gym.vector.VectorEnv):
         )
 
     def render(self):
+        """The wrapped env's frame."""
         return self.env.render()
 
     def close_extras(self, **kwargs):
