@@ -34,7 +34,7 @@ check-site: $(STAMP)
 	$(BIN)/python tools/check_site.py _build/html
 
 test: $(STAMP)
-	RLBOOK_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -p no:cacheprovider \
+	RLBOOK_QUICK=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests book --nbval-lax --nbval-current-env
 
 lint: $(STAMP)
