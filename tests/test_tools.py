@@ -52,6 +52,6 @@ def test_clean_notebook_strips_noise_and_reports_machine_paths(tmp_path):
     assert problems and "/home/alice/" in problems[0]
     cleaned = json.loads(path.read_text())
     assert "widgets" not in cleaned["metadata"]
-    assert [c["execution_count"] for c in cleaned["cells"]] == [None, None]
+    assert [c["execution_count"] for c in cleaned["cells"]] == [1, 2]
     assert cleaned["cells"][0]["metadata"] == {"tags": ["x"]}
-    assert cleaned["cells"][1]["outputs"][0]["execution_count"] is None
+    assert cleaned["cells"][1]["outputs"][0]["execution_count"] == 2

@@ -1,4 +1,7 @@
-"""Normalise committed notebooks: no execution counts, no timing or widget metadata, no machine paths.
+"""Normalise committed notebooks: deterministic execution counts, no timing or widget metadata, no machine paths.
+
+Code cells are numbered 1, 2, 3, ... in order (nbval refuses reference cells that have outputs but
+no count, and sequential numbers keep re-runs from producing diffs).
 
 Usage: python tools/clean_notebooks.py book/*.ipynb   (rewrites in place; exits 1 if a machine path
 is found in an output, so a leaked path is fixed at its source, not hidden).
@@ -20,15 +23,17 @@ def clean(path: Path) -> list[str]:
     problems = []
     nb.get("metadata", {}).pop("widgets", None)
     nb["metadata"].pop("vscode", None)
+    count = 0
     for cell in nb["cells"]:
         for key in DROP_CELL_METADATA:
             cell.get("metadata", {}).pop(key, None)
         if cell["cell_type"] != "code":
             continue
-        cell["execution_count"] = None
+        count += 1
+        cell["execution_count"] = count
         for output in cell.get("outputs", []):
             if "execution_count" in output:
-                output["execution_count"] = None
+                output["execution_count"] = count
             output.get("metadata", {}).pop("widgets", None)
             data = output.get("data", {})
             data.pop("application/vnd.jupyter.widget-view+json", None)
