@@ -191,6 +191,7 @@ class Trainer:
         env_ids = np.arange(n)
         # Resumed runs must not replay the same episodes: offset the seed by the steps already done.
         seed = None if self.seed is None else self.seed + self.step
+        agent.begin_run(n)
         obs, _ = env.reset(seed=seed)
         episode_return = np.zeros(n, dtype=np.float64)
         episode_length = np.zeros(n, dtype=np.int64)

@@ -324,3 +324,19 @@ def test_learn_and_predict_like_sb3():
     assert agent.trainer.step == 50
     action, state = agent.predict(env.reset(seed=0)[0])
     assert env.action_space.contains(action) and state is None
+
+
+def test_begin_run_is_called_before_every_run_resets_the_envs():
+    class Counting(RandomAgent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.runs = []
+
+        def begin_run(self, num_envs):
+            self.runs.append((num_envs, self.num_steps))
+
+    env = FixedLengthEnv(length=2)
+    agent = Counting(env.observation_space, env.action_space)
+    agent.learn(env, total_steps=3)
+    agent.learn(env, total_steps=5)
+    assert agent.runs == [(1, 0), (1, 3)]

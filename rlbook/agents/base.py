@@ -116,6 +116,14 @@ class Agent(abc.ABC):
     def act_batch(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """Actions for a batch of observations ``(n, *obs_shape)``; returns a NumPy array ``(n, ...)``."""
 
+    def begin_run(self, num_envs: int) -> None:
+        """Called by the trainer just before it resets the environments at the start of a run.
+
+        Agents that keep per-environment state across steps (episode buffers, n-step queues) clear
+        it here, so the first steps of the fresh episodes never join episodes of an earlier run.
+        The default does nothing."""
+        return None
+
     def observe(self, transition: Transition) -> None:
         """Take in a batch of experience (store it, tick schedules). The default only counts steps."""
         self.num_steps += len(transition)
