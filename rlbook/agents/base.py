@@ -88,9 +88,9 @@ class Agent(abc.ABC):
         action_space: the space of one environment's actions.
     """
 
-    #: Observation space classes this agent accepts; checked by :meth:`check_spaces`.
+    #: Observation space classes this agent accepts; checked by :meth:`Agent.check_spaces`.
     supported_observation_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
-    #: Action space classes this agent accepts; checked by :meth:`check_spaces`.
+    #: Action space classes this agent accepts; checked by :meth:`Agent.check_spaces`.
     supported_action_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space):

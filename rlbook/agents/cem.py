@@ -43,7 +43,7 @@ class CEMConfig:
     episodes_per_batch: int = 16
     """Finished episodes per batch; the network is fitted once per batch."""
     percentile: float = 70.0
-    """Elite boundary: the percentile of the batch's returns an episode must reach (0-100)."""
+    """The elite boundary, as the percentile of the batch's returns an episode must reach (0-100)."""
     strict: bool = False
     """Elite episodes must be strictly above the boundary (``>``) instead of at or above it (``>=``)."""
     gamma: float = 1.0
@@ -281,11 +281,12 @@ class CEMAgent(Agent):
             self.num_episodes += int(done.sum())
 
     def discard_running_episodes(self) -> None:
-        """Forget the episodes still being played (the trainer's :meth:`begin_run` does this before it
+        """Forget the episodes still being played (:meth:`CEMAgent.begin_run` does this before it
         resets the environments, else their first steps would extend old episodes)."""
         self._len[:] = 0
 
     def begin_run(self, num_envs: int) -> None:
+        """Start of a training run: drop the episodes of the previous run's environments."""
         self.discard_running_episodes()
 
     def _ensure_capacity(self, num_envs: int) -> None:
