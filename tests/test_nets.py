@@ -1,0 +1,102 @@
+"""Networks (MLP, Nature CNN) and schedules (linear, exponential)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlbook.nets import MLP, NatureCNN
+from rlbook.schedules import ExponentialSchedule, LinearSchedule
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Small networks run fastest on one thread (and a busy 2-core machine makes more threads much slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_mlp_shapes_layers_and_int_input():
+    net = MLP(4, 2, hidden=(16, 8))
+    assert net(torch.zeros(5, 4)).shape == (5, 2)
+    assert net(torch.zeros(5, 4, dtype=torch.int64)).dtype == torch.float32
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(4, 16), (16, 8), (8, 2)]
+    assert net.features_dim == 8
+    linear = MLP(3, 1, hidden=())
+    assert len([m for m in linear.modules() if isinstance(m, nn.Linear)]) == 1
+    tanh = MLP(3, 1, hidden=(4,), activation=nn.Tanh)
+    assert any(isinstance(m, nn.Tanh) for m in tanh.modules())
+
+
+def test_mlp_errors():
+    net = MLP(4, 2)
+    with pytest.raises(ValueError, match=r"\(n, 4\)"):
+        net(torch.zeros(5, 3))
+    with pytest.raises(ValueError, match=r"\(n, 4\)"):
+        net(torch.zeros(4))
+    with pytest.raises(ValueError, match="in_dim"):
+        MLP(0, 2)
+    with pytest.raises(ValueError, match="hidden"):
+        MLP(4, 2, hidden=(8, -1))
+
+
+def test_nature_cnn_takes_uint8_frames_and_scales_them():
+    torch.manual_seed(0)
+    net = NatureCNN(in_channels=4, n_actions=6)
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    q = net(frames)
+    assert q.shape == (3, 6) and q.dtype == torch.float32
+    # uint8 input is the same as the float input divided by 255
+    torch.testing.assert_close(q, net(frames.float() / 255.0))
+    # conv 8x8x4x32, 4x4x32x64, 3x3x64x64, dense 3136x512 and the head 512x6, each with biases
+    by_hand = ((8 * 8 * 4 * 32 + 32) + (4 * 4 * 32 * 64 + 64) + (3 * 3 * 64 * 64 + 64)
+               + (3136 * 512 + 512) + (512 * 6 + 6))
+    assert sum(p.numel() for p in net.parameters()) == by_hand == 1_687_206
+
+
+def test_nature_cnn_errors():
+    net = NatureCNN(4, 6)
+    with pytest.raises(ValueError, match=r"\(n, 4, 84, 84\)"):
+        net(torch.zeros(2, 3, 84, 84, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(n, 4, 84, 84\)"):
+        net(torch.zeros(4, 84, 84, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        net(torch.zeros(1, 4, 84, 84, dtype=torch.int32))
+    with pytest.raises(ValueError, match="n_actions"):
+        NatureCNN(4)
+    with pytest.raises(ValueError, match="frame_size"):
+        NatureCNN(4, 6, frame_size=20)
+
+
+def test_nature_cnn_other_frame_sizes():
+    assert NatureCNN(2, 3, frame_size=64)(torch.zeros(1, 2, 64, 64, dtype=torch.uint8)).shape == (1, 3)
+
+
+def test_linear_schedule():
+    s = LinearSchedule(1.0, 0.02, 100_000)
+    assert s.value_at(0) == 1.0
+    assert s.value_at(50_000) == pytest.approx(0.51)
+    assert s.value_at(100_000) == 0.02 and s.value_at(10**9) == 0.02
+    rising = LinearSchedule(0.4, 1.0, 10)
+    assert rising(5) == pytest.approx(0.7) and rising(20) == 1.0
+    assert LinearSchedule(1.0, 0.1, 0).value_at(0) == 0.1
+    values = [s.value_at(t) for t in range(0, 120_000, 1000)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    with pytest.raises(ValueError, match="duration"):
+        LinearSchedule(1, 0, -5)
+    with pytest.raises(ValueError, match="step"):
+        s.value_at(-1)
+
+
+def test_exponential_schedule():
+    s = ExponentialSchedule(1.0, 0.05, half_life=1000)
+    assert s.value_at(0) == pytest.approx(1.0)
+    assert s.value_at(1000) == pytest.approx(0.05 + 0.95 / 2)
+    assert s.value_at(3000) == pytest.approx(0.05 + 0.95 / 8)
+    assert s.value_at(10**7) == pytest.approx(0.05)
+    assert np.all(np.diff([s(t) for t in range(0, 5000, 100)]) < 0)
+    with pytest.raises(ValueError, match="half_life"):
+        ExponentialSchedule(1, 0, half_life=0)
