@@ -202,3 +202,54 @@ class TensorBoardLogger(Plugin):
     def on_error(self, trainer, error):
         if self.writer is not None:
             self.writer.flush()
+
+
+class GameScores(Plugin):
+    """Trainer plugin that collects the scores of finished *games* (not lives) from
+    :class:`rlbook.envs.atari.AtariEpisodes` (Atari envs end an episode at every lost life; a game
+    lasts until the last life).
+
+    ``scores`` holds the unclipped game scores, ``end_steps`` the trainer step at which each game ended
+    and ``end_seconds`` the training time. With ``threshold`` set, it stops training once the mean of
+    the last ``window`` games reaches it and records ``solved_at_step`` / ``solved_at_seconds``.
+    """
+
+    def __init__(self, threshold: float | None = None, window: int = 100):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.threshold = threshold
+        self.window = int(window)
+        self.scores: list[float] = []
+        self.end_steps: list[int] = []
+        self.end_seconds: list[float] = []
+        self.solved_at_step: int | None = None
+        self.solved_at_seconds: float | None = None
+        self._source = None  # the AtariEpisodes wrapper of the trainer's env
+        self._seen = 0
+
+    def before_training(self, trainer) -> None:
+        from rlbook.envs.atari import find_atari_episodes
+
+        self._source = find_atari_episodes(trainer.env)
+        self._seen = len(self._source.episode_scores)
+
+    def after_step(self, trainer, transition, metrics) -> None:
+        new = self._source.episode_scores[self._seen:]
+        if not new:
+            return
+        self._seen += len(new)
+        seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
+        self.scores.extend(new)
+        self.end_steps.extend([trainer.step] * len(new))
+        self.end_seconds.extend([seconds] * len(new))
+        if self.threshold is not None and len(self.scores) >= self.window and self.mean() >= self.threshold:
+            if self.solved_at_step is None:
+                self.solved_at_step = trainer.step
+                self.solved_at_seconds = seconds
+            trainer.stop(f"mean game score of the last {self.window} games >= {self.threshold:g}")
+
+    def mean(self, window: int | None = None) -> float:
+        """Mean score of the last ``window`` games (NaN before the first)."""
+        if not self.scores:
+            return math.nan
+        return float(np.mean(self.scores[-(window or self.window):]))

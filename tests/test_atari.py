@@ -6,7 +6,6 @@ import pytest
 from rlbook.agents.random_agent import RandomAgent
 from rlbook.envs.atari import (
     AtariEpisodes,
-    GameScores,
     area_resize,
     area_resize_weights,
     find_atari_episodes,
@@ -14,6 +13,7 @@ from rlbook.envs.atari import (
     make_atari,
     make_atari_env,
 )
+from rlbook.logs import GameScores
 from rlbook.train import Trainer
 
 

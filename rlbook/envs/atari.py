@@ -23,7 +23,7 @@ Rewards and lives are handled once, for both paths, by :class:`AtariEpisodes` ar
 it clips rewards to their sign and, with ``episodic_life``, ends an *episode* (``terminated``) when a
 life is lost while the *game* goes on. The trainer then counts lives as episodes, so its returns are
 neither game scores nor full games. :class:`AtariEpisodes` therefore also keeps the unclipped score of
-every finished game in ``episode_scores``; :class:`GameScores` is the trainer plugin that reads them
+every finished game in ``episode_scores``; :class:`rlbook.logs.GameScores` is the trainer plugin that reads them
 (and can stop training once the mean game score reaches a threshold).
 """
 
@@ -32,13 +32,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import time
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-
-from rlbook.train import Plugin
 
 VECTORIZED = ("auto", "ale", "sync", "async")
 NOOP, FIRE = 0, 1  # indices in the minimal action set of every game that has these actions
@@ -252,53 +249,6 @@ class AtariEpisodes(gym.vector.VectorWrapper):
         self._lives = lives
         self._game_over = game_over
         return obs, reward, terminated, truncated, info
-
-
-class GameScores(Plugin):
-    """Trainer plugin that collects the scores of finished *games* (not lives) from :class:`AtariEpisodes`.
-
-    ``scores`` holds the unclipped game scores, ``end_steps`` the trainer step at which each game ended
-    and ``end_seconds`` the training time. With ``threshold`` set, it stops training once the mean of
-    the last ``window`` games reaches it and records ``solved_at_step`` / ``solved_at_seconds``.
-    """
-
-    def __init__(self, threshold: float | None = None, window: int = 100):
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.threshold = threshold
-        self.window = int(window)
-        self.scores: list[float] = []
-        self.end_steps: list[int] = []
-        self.end_seconds: list[float] = []
-        self.solved_at_step: int | None = None
-        self.solved_at_seconds: float | None = None
-        self._source: AtariEpisodes | None = None
-        self._seen = 0
-
-    def before_training(self, trainer) -> None:
-        self._source = find_atari_episodes(trainer.env)
-        self._seen = len(self._source.episode_scores)
-
-    def after_step(self, trainer, transition, metrics) -> None:
-        new = self._source.episode_scores[self._seen:]
-        if not new:
-            return
-        self._seen += len(new)
-        seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
-        self.scores.extend(new)
-        self.end_steps.extend([trainer.step] * len(new))
-        self.end_seconds.extend([seconds] * len(new))
-        if self.threshold is not None and len(self.scores) >= self.window and self.mean() >= self.threshold:
-            if self.solved_at_step is None:
-                self.solved_at_step = trainer.step
-                self.solved_at_seconds = seconds
-            trainer.stop(f"mean game score of the last {self.window} games >= {self.threshold:g}")
-
-    def mean(self, window: int | None = None) -> float:
-        """Mean score of the last ``window`` games (NaN before the first)."""
-        if not self.scores:
-            return math.nan
-        return float(np.mean(self.scores[-(window or self.window):]))
 
 
 def find_atari_episodes(env) -> AtariEpisodes:
