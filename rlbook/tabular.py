@@ -269,7 +269,12 @@ class ModelBasedConfig:
     tol: float = 1e-6
     """Convergence tolerance of a solve when ``sweeps`` is ``None``."""
     epsilon: float = 1.0
-    """Exploration while learning: probability of a random action (1.0: pure random play, as in the text)."""
+    """Exploration while learning, at step 0: probability of a random action, otherwise the greedy action of
+    the last solve with ties broken at random (1.0: pure random play, as in the old text)."""
+    epsilon_end: float | None = None
+    """Final epsilon of a linear decay (``None``: epsilon stays constant)."""
+    epsilon_decay_steps: int = 0
+    """Environment steps over which epsilon falls linearly from ``epsilon`` to ``epsilon_end``."""
 
     def __post_init__(self):
         if self.method not in ("values", "q"):
@@ -279,8 +284,12 @@ class ModelBasedConfig:
             raise ValueError(f"steps_per_iteration must be >= 1, got {self.steps_per_iteration}")
         if self.sweeps is not None and self.sweeps < 1:
             raise ValueError(f"sweeps must be >= 1 or None, got {self.sweeps}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must lie in [0, 1], got {self.epsilon}")
+        for name in ("epsilon", "epsilon_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if self.epsilon_decay_steps < 0:
+            raise ValueError(f"epsilon_decay_steps must be >= 0, got {self.epsilon_decay_steps}")
 
 
 class ModelBasedAgent(_TabularAgent):
@@ -291,10 +300,14 @@ class ModelBasedAgent(_TabularAgent):
     no outgoing probability, so their value is 0 until they are tried. States where an episode
     terminated are never left in the data, so they keep value 0 as terminal states should.
 
-    Every ``steps_per_iteration`` observed steps, :meth:`update` re-solves the learned model
+    Every ``steps_per_iteration`` observed steps, :meth:`ModelBasedAgent.update` re-solves the learned model
     (warm-started from the last solution) and counts one *iteration*. Acting greedily picks the
     action with the largest one-step lookahead ``sum_s' P_hat (R_hat + gamma V)`` (``method="values"``)
-    or the largest Q-value (``method="q"``); exploring acts at random with probability ``epsilon``.
+    or the largest Q-value (``method="q"``). Exploring is epsilon-greedy with respect to the last solve:
+    a random action with probability ``epsilon`` (optionally decaying linearly, see :meth:`epsilon_at`),
+    otherwise the greedy action with ties broken at random. ``epsilon=1`` is pure random play; a smaller
+    epsilon lets the agent's own greedy play carry it to the states that matter (the cells near the goal)
+    and so fills in the learned model exactly where the policy needs it.
 
     Args:
         observation_space, action_space: ``Discrete`` spaces (``TypeError`` otherwise).
@@ -321,15 +334,26 @@ class ModelBasedAgent(_TabularAgent):
         self._steps_at_last_solve = 0
 
     # -------------------------------------------------------------------------------------- acting
+    def epsilon_at(self, step: int) -> float:
+        """Exploration probability after ``step`` environment steps."""
+        c = self.config
+        if c.epsilon_end is None or c.epsilon_decay_steps == 0:
+            return c.epsilon
+        fraction = min(step / c.epsilon_decay_steps, 1.0)
+        return c.epsilon + fraction * (c.epsilon_end - c.epsilon)
+
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         states = self._states(obs)
-        greedy = np.argmax(self.Q[states], axis=1)
-        if not explore or self.config.epsilon == 0.0:
-            return greedy + self._act_start
+        q = self.Q[states]
+        if not explore:
+            return np.argmax(q, axis=1) + self._act_start  # ties: lowest index, deterministic
+        epsilon = self.epsilon_at(self.num_steps)
         random = _random_available(self.rng, self.action_mask[states])
-        if self.config.epsilon == 1.0:
+        if epsilon == 1.0:
             return random + self._act_start
-        explore_rows = self.rng.random(len(states)) < self.config.epsilon
+        # Random ties: before the goal has ever been reached every Q is 0 and the greedy part is random play.
+        greedy = _argmax_random_ties(self.rng, q)
+        explore_rows = self.rng.random(len(states)) < epsilon
         return np.where(explore_rows, random, greedy) + self._act_start
 
     # -------------------------------------------------------------------------------------- learning
@@ -342,6 +366,8 @@ class ModelBasedAgent(_TabularAgent):
         np.add.at(self.reward_sums, (s, a, s2), np.asarray(transition.reward, dtype=np.float64))
 
     def update(self) -> dict[str, float]:
+        """Re-solve the learned model when ``steps_per_iteration`` new steps have been observed
+        (one "iteration"); returns the iteration count and solve metrics, ``{}`` in between."""
         if self.num_steps - self._steps_at_last_solve < self.config.steps_per_iteration:
             return {}
         self._steps_at_last_solve = self.num_steps
