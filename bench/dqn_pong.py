@@ -1,0 +1,213 @@
+"""DQN on Pong (chapter 6): steps and seconds until the mean game score of the last 100 games reaches 18.
+
+Writes ``results/06_dqn/<results-name>.json``::
+
+    python bench/dqn_pong.py --device cuda                                  # the full run (GPU), dqn_pong.json
+    python bench/dqn_pong.py --device cpu --total-steps 300000 --max-minutes 25 \\
+        --results-name dqn_pong_cpu_proof                                   # a short CPU proof run
+
+Settings: ``DQNConfig.pong()`` (the old book's: replay 10k, learning after 10k steps, Adam 1e-4, target
+sync every 1,000 gradient steps, epsilon 1.0 -> 0.02 over 100k steps, one gradient step per environment
+step); command-line options override single fields (``--train-freq 4`` is the usual CPU speed-up).
+Environment: ``rlbook.envs.atari.make_atari("Pong", num_envs, vectorized="ale")`` -- ale-py's C++ vector
+env with the DQN preprocessing. Scores are real game scores (21 points to win), read by the
+``GameScores`` plugin; the trainer's own episodes end at every lost life (none in Pong).
+
+Time breakdown: timers around each phase of the loop -- stepping the environments, choosing actions
+(forward pass), storing transitions, sampling minibatches from the replay, moving them to the device,
+and the gradient steps (forward, backward, optimizer, target sync). On CUDA the timers synchronise the
+device at their end points only, so the numbers are wall-clock time per phase; "other" is the trainer's
+own bookkeeping and the plugins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from rlbook.agents.dqn import DQNAgent, DQNConfig  # noqa: E402
+from rlbook.core import resolve_device, seed_everything  # noqa: E402
+from rlbook.envs.atari import make_atari  # noqa: E402
+from rlbook.logs import GameScores  # noqa: E402
+from rlbook.results import summarize, write_results  # noqa: E402
+from rlbook.train import Checkpoint, Plugin, Trainer  # noqa: E402
+
+FRAME_SKIP = 4
+PHASES = ("env_step", "act", "store", "sample", "to_device", "learn")
+
+
+class PhaseTimer:
+    """Accumulates wall-clock seconds per phase. ``sync`` (CUDA) is called before a phase's clock stops."""
+
+    def __init__(self, device: torch.device):
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.calls = dict.fromkeys(PHASES, 0)
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else None
+
+    def wrap(self, phase: str, fn, sync: bool = False):
+        seconds, calls, device_sync = self.seconds, self.calls, self._sync if sync else None
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            if device_sync is not None:
+                device_sync()
+            seconds[phase] += time.perf_counter() - start
+            calls[phase] += 1
+            return out
+
+        return timed
+
+
+class TimedEnv(gym.vector.VectorWrapper):
+    """Times ``step`` of the wrapped vector env (the emulators and the preprocessing)."""
+
+    def __init__(self, env, timer: PhaseTimer):
+        super().__init__(env)
+        self._step = timer.wrap("env_step", env.step)
+
+    def step(self, actions):
+        return self._step(actions)
+
+
+def instrument(agent: DQNAgent, timer: PhaseTimer) -> None:
+    """Put phase timers around the agent's methods (instance attributes shadow the class methods)."""
+    agent.act_batch = timer.wrap("act", agent.act_batch)
+    agent.observe = timer.wrap("store", agent.observe)
+    build_buffer = agent.build_buffer  # the agent makes its buffer at the first observe
+
+    def build_timed_buffer(*args, **kwargs):
+        buffer = build_buffer(*args, **kwargs)
+        buffer.sample = timer.wrap("sample", buffer.sample)
+        return buffer
+
+    agent.build_buffer = build_timed_buffer
+    agent._to_device = timer.wrap("to_device", agent._to_device, sync=True)
+    agent.gradient_step = timer.wrap("learn", agent.gradient_step, sync=True)
+
+
+class Progress(Plugin):
+    """Every ``every`` steps: record (step, seconds, epsilon, games, mean score of the last 10 games,
+    loss) and print one line; stop once ``max_seconds`` of training have passed."""
+
+    def __init__(self, scores: GameScores, every: int, max_seconds: float, quiet: bool = False):
+        self.scores, self.every, self.max_seconds, self.quiet = scores, every, max_seconds, quiet
+        self.rows: list[list[float]] = []
+        self._next = every
+
+    def after_step(self, trainer, transition, metrics):
+        if trainer.step < self._next:
+            return
+        self._next += self.every
+        seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
+        loss = trainer.last_metrics.get("loss")
+        loss = float(loss) if loss is not None else math.nan
+        mean10 = self.scores.mean(10)
+        row = [trainer.step, round(seconds, 1), round(trainer.agent.epsilon, 4), len(self.scores.scores),
+               round(mean10, 2), round(loss, 5)]
+        self.rows.append(row)
+        if not self.quiet:
+            print(f"step {row[0]:>8}  {row[1]:>7.0f} s  {trainer.step / max(seconds, 1e-9):6.0f} steps/s  "
+                  f"eps {row[2]:.3f}  games {row[3]:>4}  mean10 {row[4]:6.2f}  loss {row[5]:.4f}", flush=True)
+        if seconds >= self.max_seconds:
+            trainer.stop(f"time limit of {self.max_seconds:.0f} s")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--total-steps", type=int, default=2_000_000, help="budget in agent steps (x4 frames)")
+    p.add_argument("--max-minutes", type=float, default=math.inf, help="stop training after this wall time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-envs", type=int, default=1, help="Pong copies in ale-py's vector env")
+    p.add_argument("--threshold", type=float, default=18.0, help="mean score of the last --window games")
+    p.add_argument("--window", type=int, default=100)
+    p.add_argument("--results-name", default=None,
+                   help="file name under results/06_dqn (default dqn_pong on CUDA, dqn_pong_cpu otherwise)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--log-every", type=int, default=10_000, help="steps between progress rows")
+    p.add_argument("--checkpoint", default=None, help="save the agent here at the end (e.g. /tmp/pong.pt)")
+    p.add_argument("--quiet", action="store_true")
+    for field, kind in (("train_freq", int), ("gradient_steps", int), ("buffer_size", int),
+                        ("learning_starts", int), ("epsilon_decay_steps", int), ("target_update_interval", int),
+                        ("lr", float), ("epsilon_end", float), ("batch_size", int)):
+        p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override DQNConfig.{field}")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    name = args.results_name or ("dqn_pong" if device.type == "cuda" else "dqn_pong_cpu")
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in ("train_freq", "gradient_steps", "buffer_size", "learning_starts", "epsilon_decay_steps",
+                          "target_update_interval", "lr", "epsilon_end", "batch_size") and v is not None}
+    config = DQNConfig.pong(device=str(device), seed=args.seed, **overrides)
+
+    seed_everything(args.seed)
+    env = make_atari("Pong", args.num_envs, vectorized="ale")
+    timer = PhaseTimer(device)
+    agent = DQNAgent(env.single_observation_space, env.single_action_space, config)
+    instrument(agent, timer)
+    scores = GameScores(threshold=args.threshold, window=args.window)
+    progress = Progress(scores, args.log_every, args.max_minutes * 60, quiet=args.quiet)
+    plugins = [scores, progress]
+    if args.checkpoint:
+        plugins.append(Checkpoint(args.checkpoint, resume=False))
+    trainer = Trainer(agent, TimedEnv(env, timer), total_steps=args.total_steps, plugins=plugins,
+                      seed=args.seed).run()
+    env.close()
+
+    elapsed = trainer.elapsed
+    phase_seconds = {k: round(v, 2) for k, v in timer.seconds.items()}
+    phase_seconds["other"] = round(elapsed - sum(timer.seconds.values()), 2)
+    solved = scores.solved_at_step is not None
+    last = scores.scores[-args.window:]
+    metrics = {
+        "dqn_pong_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="steps"),
+        "dqn_pong_frames_to_solve": summarize(
+            [None if not solved else FRAME_SKIP * scores.solved_at_step], budget=FRAME_SKIP * trainer.step,
+            unit="frames"),
+        "dqn_pong_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
+        "dqn_pong_steps_per_second": summarize([trainer.step / elapsed], unit="steps/s"),
+        "dqn_pong_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
+        "dqn_pong_final_mean_score": summarize([float(np.mean(last)) if last else None],
+                                               unit=f"mean score of the last {len(last)} games"),
+    }
+    path = write_results(
+        f"06_dqn/{name}", metrics, seeds=[args.seed],
+        settings={"config": config.to_dict(), "num_envs": args.num_envs, "total_steps": args.total_steps,
+                  "max_minutes": None if math.isinf(args.max_minutes) else args.max_minutes,
+                  "threshold": args.threshold, "window": args.window, "frame_skip": FRAME_SKIP,
+                  "torch_threads": torch.get_num_threads(), "device": str(device), "env": "make_atari('Pong', "
+                  f"{args.num_envs}, vectorized='ale')"},
+        run={"steps": trainer.step, "seconds": round(elapsed, 1), "stop_reason": trainer.stop_reason,
+             "games": len(scores.scores), "gradient_steps": agent.gradient_steps_done, "solved": solved},
+        time_breakdown_seconds=phase_seconds,
+        time_breakdown_calls=dict(timer.calls),
+        curve={"game_end_steps": scores.end_steps, "game_end_seconds": [round(s, 1) for s in scores.end_seconds],
+               "game_scores": [round(s) for s in scores.scores]},
+        progress={"columns": ["step", "seconds", "epsilon", "games", "mean10", "loss"], "rows": progress.rows},
+    )
+    if not args.quiet:
+        print(f"{trainer.stop_reason}: {trainer.step} steps in {elapsed:.0f} s "
+              f"({trainer.step / elapsed:.0f} steps/s), {len(scores.scores)} games, "
+              f"mean of the last {len(last)}: {np.mean(last) if last else float('nan'):.2f}")
+        print("time per phase (s):", phase_seconds)
+        print("wrote", path)
+    return path
+
+
+if __name__ == "__main__":
+    main()

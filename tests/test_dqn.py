@@ -1,0 +1,233 @@
+"""DQN: the Bellman target by hand, acting, learning cadence, checkpoints, errors and a learning test."""
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlbook.agents.base import Transition
+from rlbook.agents.dqn import DQNAgent, DQNConfig, build_q_network, play
+from rlbook.envs.counting import ChainEnv
+from rlbook.evaluate import evaluate
+from rlbook.replay import ReplayBatch
+from rlbook.train import Checkpoint, Trainer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny networks run fastest on one thread (and a busy 2-core machine makes more threads much slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BOX2 = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+TWO = gym.spaces.Discrete(2)
+
+
+def small_config(**overrides) -> DQNConfig:
+    base = DQNConfig(gamma=0.9, lr=1e-3, batch_size=32, buffer_size=5_000, learning_starts=100, train_freq=4,
+                     gradient_steps=1, target_update_interval=50, epsilon_decay_steps=500, epsilon_end=0.05,
+                     hidden=(32,), device="cpu", seed=0)
+    return DQNConfig(**{**base.to_dict(), **overrides})
+
+
+class Scaled(nn.Module):
+    """A fixed 'Q-network' whose Q-values are the observation times ``sign``: Q(s) = sign * s."""
+
+    def __init__(self, sign: float):
+        super().__init__()
+        self.sign = sign
+
+    def forward(self, x):
+        return self.sign * x
+
+
+def hand_batch(agent: DQNAgent) -> dict:
+    batch = ReplayBatch(
+        obs=np.zeros((4, 2), np.float32), action=np.zeros(4, np.int64),
+        reward=np.array([1, 2, 3, 4], np.float32),
+        next_obs=np.array([[1, 3], [2, 5], [4, 0], [1, 2]], np.float32),
+        terminated=np.array([False, True, False, False]),
+        truncated=np.array([False, False, True, True]),  # truncated rows still bootstrap
+        steps=np.array([1, 1, 1, 3]), indices=np.arange(4))
+    return agent._to_device(batch)
+
+
+def test_targets_plain_and_nstep_by_hand():
+    agent = DQNAgent(BOX2, TWO, small_config())
+    agent.target_net = Scaled(1.0)  # max_a Q_target(s', a) = max(s')
+    targets = agent.compute_targets(hand_batch(agent))
+    # 1 + 0.9 * 3; terminated: 2; truncated: 3 + 0.9 * 4; 3-step row: 4 + 0.9**3 * 2
+    torch.testing.assert_close(targets, torch.tensor([3.7, 2.0, 6.6, 4 + 0.729 * 2]))
+
+
+def test_targets_double_dqn_by_hand():
+    agent = DQNAgent(BOX2, TWO, small_config(double=True))
+    agent.target_net = Scaled(1.0)
+    agent.q_net = Scaled(-1.0)  # the online net prefers the action with the smaller entry
+    targets = agent.compute_targets(hand_batch(agent))
+    torch.testing.assert_close(targets, torch.tensor([1 + 0.9 * 1, 2.0, 3 + 0.9 * 0, 4 + 0.729 * 1]))
+    agent.config = small_config(double=False)  # same nets, plain target: the max, not the online choice
+    torch.testing.assert_close(agent.compute_targets(hand_batch(agent)), torch.tensor([3.7, 2.0, 6.6, 5.458]))
+
+
+def test_loss_is_huber_or_mse_of_the_taken_action():
+    for loss, expected in (("mse", (3.7 - 1) ** 2 / 2), ("huber", (2.7 - 0.5) / 2)):
+        agent = DQNAgent(BOX2, TWO, small_config(loss=loss))
+        agent.target_net = Scaled(1.0)
+        agent.q_net = Scaled(1.0)
+        batch = {k: v[:2] for k, v in hand_batch(agent).items()}
+        batch["obs"] = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # Q(s, a=0) = 1 and 0
+        value, q_taken = agent.compute_loss(batch)
+        # errors: 3.7 - 1 = 2.7 and 2 - 0 = 2 -> MSE (2.7**2 + 4) / 2; Huber (2.2 + 1.5) / 2
+        if loss == "mse":
+            assert value.item() == pytest.approx((2.7**2 + 4) / 2, rel=1e-6)
+        else:
+            assert value.item() == pytest.approx((2.2 + 1.5) / 2, rel=1e-6)
+        torch.testing.assert_close(q_taken, torch.tensor([1.0, 0.0]))
+        assert expected > 0
+
+
+def test_act_uses_one_forward_pass_and_explores_at_epsilon_one():
+    agent = DQNAgent(BOX2, gym.spaces.Discrete(3, start=1), small_config())
+    calls = []
+    agent.q_net.register_forward_hook(lambda *args: calls.append(1))
+    obs = np.random.default_rng(0).normal(size=(7, 2)).astype(np.float32)
+    greedy = agent.act_batch(obs, explore=False)
+    assert len(calls) == 1 and greedy.shape == (7,)
+    np.testing.assert_array_equal(greedy, agent.q_values(obs).argmax(1).numpy() + 1)
+    calls.clear()
+    assert agent.epsilon == 1.0
+    random_actions = agent.act_batch(np.repeat(obs, 30, axis=0), explore=True)
+    assert len(calls) == 0  # every action random: no forward pass at all
+    assert set(random_actions.tolist()) == {1, 2, 3}
+    assert agent.act(obs[0], explore=False) in (1, 2, 3)
+
+
+def test_update_cadence_and_metrics():
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=10, train_freq=4, gradient_steps=2, batch_size=4))
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(3, 2)).astype(np.float32)
+    for _ in range(12):
+        nxt = rng.normal(size=(3, 2)).astype(np.float32)
+        agent.observe(Transition(obs, rng.integers(2, size=3), np.ones(3, np.float32), nxt, np.zeros(3, bool),
+                                 np.zeros(3, bool), np.arange(3)))
+        obs = nxt
+        metrics = agent.update()
+        n = agent.num_steps
+        expected = 0 if n < 10 else 2 * (1 + (n - 10) // 4)
+        assert agent.gradient_steps_done == expected, n
+        if metrics:
+            assert isinstance(metrics["loss"], torch.Tensor) and metrics["loss"].ndim == 0
+            assert metrics["q_mean"].ndim == 0 and 0 < metrics["epsilon"] <= 1
+    assert agent.gradient_steps_done == 2 * (1 + (36 - 10) // 4)
+
+
+def test_polyak_and_hard_target_updates():
+    agent = DQNAgent(BOX2, TWO, small_config(tau=0.25))
+    before = [p.clone() for p in agent.target_net.parameters()]
+    with torch.no_grad():
+        for p in agent.q_net.parameters():
+            p.add_(1.0)
+    agent.update_target()
+    for old, new, online in zip(before, agent.target_net.parameters(), agent.q_net.parameters()):
+        torch.testing.assert_close(new, 0.75 * old + 0.25 * online)
+    agent.config = small_config(tau=1.0)
+    agent.update_target()
+    for new, online in zip(agent.target_net.parameters(), agent.q_net.parameters()):
+        torch.testing.assert_close(new, online)
+
+
+def test_errors_for_spaces_the_agent_cannot_take():
+    with pytest.raises(TypeError, match="Discrete"):
+        DQNAgent(BOX2, gym.spaces.Box(-1, 1, shape=(1,)), small_config())
+    with pytest.raises(TypeError, match="Box"):
+        DQNAgent(gym.spaces.Discrete(5), TWO, small_config())
+    with pytest.raises(TypeError, match="nature_cnn"):
+        DQNAgent(gym.spaces.Box(0, 255, shape=(4, 84, 84), dtype=np.uint8), TWO, small_config())
+    with pytest.raises(TypeError, match="mlp"):
+        DQNAgent(BOX2, TWO, small_config(network="nature_cnn"))
+    with pytest.raises(ValueError, match="loss"):
+        DQNConfig(loss="l1")
+    with pytest.raises(ValueError, match="tau"):
+        DQNConfig(tau=0.0)
+
+
+def test_nature_cnn_agent_acts_on_uint8_frames():
+    space = gym.spaces.Box(0, 255, shape=(4, 84, 84), dtype=np.uint8)
+    agent = DQNAgent(space, gym.spaces.Discrete(6), DQNConfig.pong(device="cpu", seed=0))
+    frames = np.random.default_rng(0).integers(0, 255, size=(2, 4, 84, 84), dtype=np.uint8)
+    assert agent.act_batch(frames, explore=False).shape == (2,)
+    assert isinstance(build_q_network(agent.config, space, 6).head, nn.Linear)
+
+
+def trained_chain_agent(steps: int = 600, **overrides) -> tuple[DQNAgent, ChainEnv]:
+    env = ChainEnv(5)
+    agent = DQNAgent(env.observation_space, env.action_space, small_config(**overrides))
+    agent.learn(env, total_steps=steps, seed=0)
+    return agent, env
+
+
+def test_save_load_round_trip_restores_everything(tmp_path):
+    agent, env = trained_chain_agent()
+    assert agent.gradient_steps_done > 0
+    path = agent.save(tmp_path / "dqn.pt")
+    other = DQNAgent(env.observation_space, env.action_space, small_config(seed=123))
+    with pytest.raises(ValueError, match="seed"):
+        other.load(path)
+    loaded = DQNAgent(env.observation_space, env.action_space, small_config())
+    loaded.buffer = copy.deepcopy(agent.buffer)  # the buffer is not in the checkpoint: hand it over
+    loaded._rows_stored = agent._rows_stored
+    loaded.load(path)
+    assert (loaded.num_steps, loaded.gradient_steps_done, loaded.epsilon) == (
+        agent.num_steps, agent.gradient_steps_done, agent.epsilon)
+    obs = np.eye(5, dtype=np.float32)
+    torch.testing.assert_close(loaded.q_values(obs), agent.q_values(obs))
+    np.testing.assert_array_equal(loaded.act_batch(obs, True), agent.act_batch(obs, True))  # same rng state
+    for a, b in zip(agent.optimizer.state_dict()["state"].values(), loaded.optimizer.state_dict()["state"].values()):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
+    # training continues identically
+    for learner in (agent, loaded):
+        learner.learn(ChainEnv(5), total_steps=100, seed=7)
+    for p, q in zip(agent.q_net.parameters(), loaded.q_net.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    rebuilt = DQNAgent.from_checkpoint(path, env.observation_space, env.action_space, device="cpu")
+    assert rebuilt.config == small_config()
+
+
+def test_checkpoint_plugin_resumes_at_the_same_step(tmp_path):
+    path = tmp_path / "run.pt"
+    env = ChainEnv(5)
+    first = DQNAgent(env.observation_space, env.action_space, small_config())
+    Trainer(first, env, total_steps=300, plugins=[Checkpoint(path)], seed=0).run()
+    resumed = DQNAgent(env.observation_space, env.action_space, small_config())
+    plugin = Checkpoint(path)
+    trainer = Trainer(resumed, ChainEnv(5), total_steps=450, plugins=[plugin], seed=0)
+    trainer.run()
+    assert plugin.resumed_from_step == 300 and trainer.step == 450
+    assert resumed.num_steps == 450
+    # an empty buffer refills for learning_starts (100) steps before learning resumes
+    expected = first.gradient_steps_done + (450 - 400) // 4 + 1
+    assert resumed.gradient_steps_done == expected
+
+
+@pytest.mark.parametrize("switches", [{}, {"double": True}, {"n_step": 3}, {"double": True, "n_step": 3}])
+def test_learns_the_chain(switches):
+    agent, env = trained_chain_agent(steps=1500, **switches)
+    result = evaluate(agent, env, n_episodes=3)
+    assert result.mean == pytest.approx(env.optimal_return)
+
+
+def test_play_records_frames_and_writes_an_animation(tmp_path):
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    agent = DQNAgent(env.observation_space, env.action_space, small_config(hidden=(8,)))
+    path = agent.save(tmp_path / "cartpole.pt")
+    frames, total = play(path, env, max_steps=5, seed=0, device="cpu", path=tmp_path / "ep.gif")
+    assert len(frames) == int(total) + 1 <= 6 and frames[0].ndim == 3
+    assert (tmp_path / "ep.gif").stat().st_size > 0

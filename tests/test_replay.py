@@ -1,0 +1,308 @@
+"""Replay buffer and n-step folding: exact checks on counting environments, and property tests."""
+
+from collections import Counter
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rlbook.agents.base import Agent, Transition
+from rlbook.envs.counting import CountingEnv, brute_force_nstep
+from rlbook.replay import NStepFolder, ReplayBuffer
+from rlbook.train import Trainer
+
+
+def one_step(obs, action, reward, next_obs, terminated=False, truncated=False, env_id=0):
+    """A single-row Transition."""
+    return Transition(obs=np.asarray([obs], np.float32), action=np.asarray([action]),
+                      reward=np.asarray([reward], np.float32), next_obs=np.asarray([next_obs], np.float32),
+                      terminated=np.asarray([terminated]), truncated=np.asarray([truncated]),
+                      env_ids=np.asarray([env_id]))
+
+
+def stored_rows(buffer: ReplayBuffer):
+    """Every row the buffer can sample (by asking for all slots that are valid)."""
+    slots = np.flatnonzero(buffer._valid(np.arange(buffer.segment * buffer.num_envs)))
+    return buffer.batch_at(slots)
+
+
+# ---------------------------------------------------------------------- the ring
+def test_ring_wraps_and_keeps_the_most_recent_rows():
+    buffer = ReplayBuffer(5, (1,), np.float32, num_envs=1)
+    for t in range(12):
+        buffer.add([[t]], [t % 2], [t], [[t + 1]], [False], [False])
+    assert len(buffer) == 5
+    rows = stored_rows(buffer)
+    assert sorted(rows.obs[:, 0].tolist()) == [7, 8, 9, 10, 11]
+    np.testing.assert_array_equal(rows.next_obs[:, 0], rows.obs[:, 0] + 1)
+    np.testing.assert_array_equal(rows.reward, rows.obs[:, 0])
+    np.testing.assert_array_equal(rows.action, rows.obs[:, 0].astype(int) % 2)
+
+
+def test_episode_end_keeps_the_final_observation():
+    buffer = ReplayBuffer(10, (1,), np.float32, num_envs=1)
+    buffer.add([[0]], [0], [1], [[1]], [False], [False])
+    buffer.add([[1]], [0], [2], [[99]], [True], [False])  # final obs 99 is not the next episode's start
+    buffer.add([[50]], [0], [3], [[51]], [False], [False])
+    rows = stored_rows(buffer)
+    by_obs = {o: (n, term) for o, n, term in zip(rows.obs[:, 0], rows.next_obs[:, 0], rows.terminated)}
+    assert by_obs == {0: (1, False), 1: (99, True), 50: (51, False)}
+
+
+def test_sampling_shapes_and_dtypes_for_uint8_frames():
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(100, (4, 12, 12), np.uint8, num_envs=3)
+    obs = rng.integers(0, 255, size=(3, 4, 12, 12), dtype=np.uint8)
+    for _ in range(20):  # three continuous streams of random frames
+        nxt = rng.integers(0, 255, size=(3, 4, 12, 12), dtype=np.uint8)
+        buffer.add(obs, np.arange(3), np.ones(3), nxt, np.zeros(3, bool), np.zeros(3, bool))
+        obs = nxt
+    batch = buffer.sample(32, rng)
+    assert batch.obs.shape == (32, 4, 12, 12) and batch.obs.dtype == np.uint8
+    assert batch.next_obs.shape == (32, 4, 12, 12) and batch.next_obs.dtype == np.uint8
+    assert batch.action.shape == (32,) and batch.action.dtype == np.int64
+    assert batch.reward.dtype == np.float32 and batch.terminated.dtype == bool
+    assert batch.steps.dtype == np.int64 and (batch.steps == 1).all()
+    many = buffer.sample((5, 7), rng)
+    assert many.obs.shape == (5, 7, 4, 12, 12) and many.reward.shape == (5, 7)
+    # one observation stored per slot: the next observations are not a second copy
+    assert buffer._obs.nbytes == buffer.segment * 3 * 4 * 12 * 12
+
+
+def test_the_stream_layout_stores_each_observation_once():
+    # 3 envs x 20 steps of (4, 12, 12) frames: 60 transitions fit in 60 + 3 * n_step observation slots
+    buffer = ReplayBuffer(60, (4, 12, 12), np.uint8, num_envs=3)
+    assert buffer._obs.shape[0] == 63
+
+
+def test_errors_name_the_bad_value():
+    buffer = ReplayBuffer(10, (2,), np.float32)
+    with pytest.raises(ValueError, match="shape"):
+        buffer.add(np.zeros((1, 3)), [0], [0], np.zeros((1, 3)), [False], [False])
+    with pytest.raises(ValueError, match="empty"):
+        buffer.sample(4, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="steps"):
+        buffer.add(np.zeros((1, 2)), [0], [0], np.zeros((1, 2)), [False], [False], steps=[2])
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer(1, (2,))
+
+
+def test_rows_of_one_env_in_a_batch_must_continue_each_other():
+    buffer = ReplayBuffer(10, (1,), np.float32, num_envs=1)
+    with pytest.raises(ValueError, match="continuous"):
+        buffer.add([[0], [5]], [0, 0], [1, 1], [[1], [6]], [False, False], [False, False], env_ids=[0, 0])
+
+
+def test_a_broken_stream_does_not_corrupt_the_last_row():
+    buffer = ReplayBuffer(10, (1,), np.float32, num_envs=1)
+    buffer.add([[0]], [0], [1], [[1]], [False], [False])
+    buffer.add([[1]], [0], [2], [[2]], [False], [False])
+    buffer.add([[100]], [0], [3], [[101]], [False], [False])  # a new run reset the env mid-episode
+    rows = stored_rows(buffer)
+    pairs = sorted(zip(rows.obs[:, 0].tolist(), rows.next_obs[:, 0].tolist()))
+    assert pairs == [(0, 1), (1, 2), (100, 101)]
+
+
+# ---------------------------------------------------------------------- n-step folding
+def test_nstep_exact_on_one_episode_that_terminates():
+    folder = NStepFolder(3, 0.5)
+    out = []
+    for t in range(5):  # rewards 1..5, terminates after 5 steps
+        rows = folder.fold(one_step([t, 0, 0], 0, t + 1, [t + 1, 0, 0], terminated=t == 4))
+        out += [(r[0], R, m, d, n[0], term) for r, R, m, d, n, term in
+                zip(rows.obs, rows.reward, rows.steps, rows.discount, rows.next_obs, rows.terminated)]
+    assert out == [
+        (0, 1 + 0.5 * 2 + 0.25 * 3, 3, 0.125, 3, False),
+        (1, 2 + 0.5 * 3 + 0.25 * 4, 3, 0.125, 4, False),
+        (2, 3 + 0.5 * 4 + 0.25 * 5, 3, 0.125, 5, True),
+        (3, 4 + 0.5 * 5, 2, 0.25, 5, True),
+        (4, 5, 1, 0.5, 5, True),
+    ]
+    assert folder.pending == 0
+
+
+def test_nstep_truncation_bootstraps_from_the_final_observation():
+    folder = NStepFolder(4, 0.5)
+    rows = [folder.fold(one_step([t, 0, 0], 0, t + 1, [t + 1, 0, 0], truncated=t == 1)) for t in range(2)]
+    assert len(rows[0]) == 0
+    last = rows[1]
+    np.testing.assert_array_equal(last.reward, [1 + 0.5 * 2, 2])
+    np.testing.assert_array_equal(last.steps, [2, 1])
+    np.testing.assert_array_equal(last.discount, [0.25, 0.5])
+    assert last.truncated.all() and not last.terminated.any()
+    np.testing.assert_array_equal(last.next_obs[:, 0], [2, 2])
+
+
+def test_nstep_broken_stream_is_flushed_as_truncated():
+    folder = NStepFolder(3, 0.5)
+    folder.fold(one_step([0, 0, 0], 0, 1, [1, 0, 0]))
+    rows = folder.fold(one_step([7, 9, 0], 0, 8, [8, 9, 0]))  # not the previous next_obs
+    assert len(rows) == 1 and rows.truncated[0] and rows.next_obs[0, 0] == 1 and rows.reward[0] == 1
+    assert folder.pending == 1
+
+
+class Recorder(Agent):
+    """Keeps every one-step transition and passes it through an NStepFolder into a ReplayBuffer."""
+
+    def __init__(self, observation_space, action_space, n, gamma, num_envs, capacity=10_000):
+        super().__init__(observation_space, action_space)
+        self.folder = NStepFolder(n, gamma)
+        self.buffer = ReplayBuffer(capacity, observation_space.shape, np.float32, num_envs=num_envs, n_step=n)
+        self.raw: list[Transition] = []
+        self.emitted = []
+
+    def act_batch(self, obs, explore=True):
+        return np.zeros(len(obs), np.int64)
+
+    def observe(self, transition):
+        super().observe(transition)
+        self.raw.append(Transition(**{k: np.copy(v) for k, v in vars(transition).items()}))
+        rows = self.folder.fold(transition)
+        self.emitted.append(rows)
+        self.buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                        rows.env_ids, rows.steps)
+
+
+def expected_rows(raw: list[Transition], n: int, gamma: float) -> Counter:
+    """Brute force: split each env's one-step stream into episodes and fold every start by hand."""
+    streams: dict[int, list] = {}
+    for tr in raw:
+        for i in range(len(tr)):
+            streams.setdefault(int(tr.env_ids[i]), []).append(
+                (tr.obs[i], tr.reward[i], tr.next_obs[i], bool(tr.terminated[i]), bool(tr.truncated[i])))
+    out = Counter()
+    for env, stream in streams.items():
+        ends = [i + 1 for i, s in enumerate(stream) if s[3] or s[4]]
+        starts = [0] + ends
+        for start, stop in zip(starts, ends + [len(stream)]):
+            episode = stream[start:stop]
+            finished = stop in ends
+            rewards = np.array([s[1] for s in episode], np.float64)
+            for t in range(len(episode)):
+                if not finished and t + n > len(episode):
+                    break  # still waiting for its future
+                ret, m = brute_force_nstep(rewards, t, n, gamma)
+                last = episode[t + m - 1]
+                ended = finished and t + m == len(episode)
+                out[(env, tuple(episode[t][0]), np.float32(ret), m, tuple(last[2]),
+                     ended and last[3], ended and last[4])] += 1
+    return out
+
+
+def as_counter(rows, env_ids) -> Counter:
+    return Counter((int(e), tuple(o), np.float32(r), int(m), tuple(nx), bool(te), bool(tu))
+                   for e, o, r, m, nx, te, tu in zip(env_ids, rows.obs, rows.reward, rows.steps, rows.next_obs,
+                                                     rows.terminated, rows.truncated))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_vector_env_with_autoreset_stores_exact_nstep_rows(n):
+    gamma = 0.5
+    # different episode lengths per env, some cut by a time limit: ends interleave across envs
+    envs = [lambda i=i: CountingEnv((2, 7), max_episode_steps=6, tag=i) for i in range(3)]
+    venv = gym.vector.SyncVectorEnv(envs)
+    agent = Recorder(venv.single_observation_space, venv.single_action_space, n, gamma, 3)
+    trainer = Trainer(agent, venv, total_steps=300, seed=0).run()
+    # no autoreset rows: every observation follows from the previous one of its env
+    for tr in agent.raw:
+        np.testing.assert_array_equal(tr.next_obs[:, 0], tr.obs[:, 0] + 1)
+        np.testing.assert_array_equal(tr.reward, tr.obs[:, 0] + 1)
+    assert trainer.episodes > 20
+    truth = expected_rows(agent.raw, n, gamma)
+    emitted = Counter()
+    for rows in agent.emitted:
+        emitted += as_counter(rows, rows.env_ids)
+    # the folder emits exactly the brute-force rows (the last n - 1 steps of unfinished episodes wait)
+    assert emitted == truth
+    assert agent.folder.pending == sum(min(n - 1, int(c)) for c in agent.folder._count)
+    assert any(k[6] for k in truth) and any(k[5] for k in truth)  # both kinds of ending occurred
+    # the buffer holds them all (it is large enough) and gives back each row exactly
+    stored = stored_rows(agent.buffer)
+    env_of = stored.obs[:, 2].astype(int)  # the tag is the env index
+    assert as_counter(stored, env_of) == emitted
+    discounts = gamma ** stored.steps
+    np.testing.assert_allclose(
+        stored.reward, [sum(gamma**k * (t + k + 1) for k in range(m)) for t, m in zip(stored.obs[:, 0], stored.steps)])
+    assert (discounts <= gamma).all()
+
+
+def test_two_training_runs_on_one_agent_keep_rows_exact():
+    envs = [lambda i=i: CountingEnv(9, tag=i) for i in range(2)]
+    venv = gym.vector.SyncVectorEnv(envs)
+    agent = Recorder(venv.single_observation_space, venv.single_action_space, 3, 0.5, 2)
+    Trainer(agent, venv, total_steps=31, seed=0).run()  # stops mid-episode
+    Trainer(agent, venv, total_steps=40, seed=1).run()  # resets: the old episodes are cut
+    stored = stored_rows(agent.buffer)
+    t, ep, m = stored.obs[:, 0], stored.obs[:, 1], stored.steps
+    np.testing.assert_array_equal(stored.next_obs[:, 0], t + m)
+    np.testing.assert_array_equal(stored.next_obs[:, 1], ep)
+    np.testing.assert_allclose(stored.reward, [sum(0.5**k * (a + k + 1) for k in range(b)) for a, b in zip(t, m)])
+    assert stored.truncated.any()  # the cut episodes bootstrap
+
+
+def test_small_ring_with_vector_env_keeps_only_consistent_rows():
+    envs = [lambda i=i: CountingEnv((3, 9), tag=i) for i in range(4)]
+    venv = gym.vector.SyncVectorEnv(envs)
+    agent = Recorder(venv.single_observation_space, venv.single_action_space, 3, 0.9, 4, capacity=40)
+    Trainer(agent, venv, total_steps=500, seed=3).run()
+    stored = stored_rows(agent.buffer)
+    assert 0 < len(stored) <= 40
+    t, ep, m = stored.obs[:, 0], stored.obs[:, 1], stored.steps
+    np.testing.assert_array_equal(stored.next_obs[:, :2], np.stack([t + m, ep], 1))
+    np.testing.assert_allclose(stored.reward, [sum(0.9**k * (a + k + 1) for k in range(b)) for a, b in zip(t, m)],
+                               rtol=1e-6)
+    # only recent rows: every stored episode index is among the last few of its env
+    for env in range(4):
+        eps = ep[stored.obs[:, 2] == env]
+        assert eps.max() - eps.min() <= 4
+    sample = agent.buffer.sample(256, np.random.default_rng(0))
+    np.testing.assert_array_equal(sample.next_obs[:, 0], sample.obs[:, 0] + sample.steps)
+
+
+# ---------------------------------------------------------------------- properties
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(2, 12), dones=st.lists(st.booleans(), min_size=1, max_size=60),
+       batch=st.integers(1, 7))
+def test_buffer_keeps_a_suffix_of_recent_rows(capacity, dones, batch):
+    buffer = ReplayBuffer(capacity, (1,), np.float32, num_envs=1)
+    n = len(dones)
+    obs = np.arange(n, dtype=np.float32)[:, None]
+    # a continuous stream: the next obs is the next row's obs, except the final obs of an episode
+    nxt = obs + np.where(np.asarray(dones), 0.5, 1.0)[:, None].astype(np.float32)
+    for s in range(0, n, batch):  # several rows of one env per add, in order
+        part = slice(s, s + batch)
+        buffer.add(obs[part], np.zeros(len(obs[part]), np.int64), obs[part, 0], nxt[part], np.asarray(dones[part]),
+                   np.zeros(len(obs[part]), bool), env_ids=np.zeros(len(obs[part]), np.int64))
+    rows = stored_rows(buffer)
+    kept = np.sort(rows.obs[:, 0]).astype(int)
+    k = len(kept)
+    assert kept.tolist() == list(range(n - k, n))  # the most recent k rows, nothing older
+    ends_in_window = int(np.sum(dones[max(0, n - capacity):]))
+    assert min(n, capacity) - ends_in_window <= k <= min(n, capacity)
+    np.testing.assert_array_equal(rows.next_obs[:, 0], nxt[rows.obs[:, 0].astype(int), 0])
+    np.testing.assert_array_equal(rows.terminated, np.asarray(dones)[rows.obs[:, 0].astype(int)])
+    assert len(buffer) == k
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5), gamma=st.sampled_from([0.0, 0.5, 0.75, 1.0]),
+       rewards=st.lists(st.integers(-5, 5), min_size=1, max_size=40),
+       ends=st.lists(st.sampled_from(["", "", "", "term", "trunc"]), min_size=40, max_size=40))
+def test_nstep_return_equals_brute_force(n, gamma, rewards, ends):
+    folder = NStepFolder(n, gamma)
+    raw, out = [], Counter()
+    episode = 0
+    t = 0
+    for i, r in enumerate(rewards):
+        end = ends[i]
+        tr = one_step([t, episode, 0], 0, r, [t + 1, episode, 0], terminated=end == "term", truncated=end == "trunc")
+        raw.append(tr)
+        rows = folder.fold(tr)
+        out += as_counter(rows, rows.env_ids)
+        t += 1
+        if end:
+            episode += 1
+            t = 0
+    assert out == expected_rows(raw, n, gamma)
