@@ -22,6 +22,7 @@ import torch
 
 from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
 from rlbook.mdp import SolveResult, check_gamma, solve_arrays
+from rlbook.schedules import LinearSchedule
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -59,6 +60,16 @@ def _config_from(cls, config, overrides: dict[str, Any]):
     return cls(**{**asdict(config), **overrides})
 
 
+def _check_exploration(config: Any) -> None:
+    """Validate the epsilon fields shared by the tabular configs."""
+    for name in ("epsilon", "epsilon_end"):
+        value = getattr(config, name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    if config.epsilon_decay_steps < 0:
+        raise ValueError(f"epsilon_decay_steps must be >= 0, got {config.epsilon_decay_steps}")
+
+
 class _TabularAgent(Agent):
     """Shared checks: ``Discrete`` spaces, table sizes, the action mask, the agent's generator."""
 
@@ -73,6 +84,14 @@ class _TabularAgent(Agent):
         self._act_start = int(action_space.start)
         self.action_mask = _check_mask(action_mask, self.n_states, self.n_actions)
         self.rng = np.random.default_rng(seed)
+
+    def epsilon_at(self, step: int) -> float:
+        """Exploration probability after ``step`` environment steps: ``config.epsilon``, decaying
+        linearly to ``config.epsilon_end`` over ``config.epsilon_decay_steps`` when those are set."""
+        c = self.config
+        if c.epsilon_end is None or c.epsilon_decay_steps == 0:
+            return c.epsilon
+        return LinearSchedule(c.epsilon, c.epsilon_end, c.epsilon_decay_steps).value_at(step)
 
     def _states(self, obs: np.ndarray) -> np.ndarray:
         return np.asarray(obs, dtype=np.int64).reshape(-1) - self._obs_start
@@ -107,12 +126,7 @@ class QLearningConfig:
             raise ValueError(f"alpha must lie in (0, 1], got {self.alpha}")
         if self.alpha_decay < 0:
             raise ValueError(f"alpha_decay must be >= 0, got {self.alpha_decay}")
-        for name in ("epsilon", "epsilon_end"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        if self.epsilon_decay_steps < 0:
-            raise ValueError(f"epsilon_decay_steps must be >= 0, got {self.epsilon_decay_steps}")
+        _check_exploration(self)
 
 
 class QLearningAgent(_TabularAgent):
@@ -149,14 +163,6 @@ class QLearningAgent(_TabularAgent):
         self._pending: Transition | None = None
 
     # -------------------------------------------------------------------------------------- schedules
-    def epsilon_at(self, step: int) -> float:
-        """Exploration probability after ``step`` environment steps."""
-        c = self.config
-        if c.epsilon_end is None or c.epsilon_decay_steps == 0:
-            return c.epsilon
-        fraction = min(step / c.epsilon_decay_steps, 1.0)
-        return c.epsilon + fraction * (c.epsilon_end - c.epsilon)
-
     def alpha_at(self, updates: int) -> float:
         """Learning rate after ``updates`` rows have been learned from."""
         return self.config.alpha / (1.0 + updates * self.config.alpha_decay)
@@ -284,12 +290,7 @@ class ModelBasedConfig:
             raise ValueError(f"steps_per_iteration must be >= 1, got {self.steps_per_iteration}")
         if self.sweeps is not None and self.sweeps < 1:
             raise ValueError(f"sweeps must be >= 1 or None, got {self.sweeps}")
-        for name in ("epsilon", "epsilon_end"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {value}")
-        if self.epsilon_decay_steps < 0:
-            raise ValueError(f"epsilon_decay_steps must be >= 0, got {self.epsilon_decay_steps}")
+        _check_exploration(self)
 
 
 class ModelBasedAgent(_TabularAgent):
@@ -334,14 +335,6 @@ class ModelBasedAgent(_TabularAgent):
         self._steps_at_last_solve = 0
 
     # -------------------------------------------------------------------------------------- acting
-    def epsilon_at(self, step: int) -> float:
-        """Exploration probability after ``step`` environment steps."""
-        c = self.config
-        if c.epsilon_end is None or c.epsilon_decay_steps == 0:
-            return c.epsilon
-        fraction = min(step / c.epsilon_decay_steps, 1.0)
-        return c.epsilon + fraction * (c.epsilon_end - c.epsilon)
-
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         states = self._states(obs)
         q = self.Q[states]
