@@ -284,6 +284,16 @@ def stationary_distribution(P: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- reward processes
+def _check_mrp(P: Any, r: Any, gamma: float, terminal: Any) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Validated ``(P, r, gamma, keep)`` of a reward process; ``keep`` masks the non-terminal states."""
+    P = check_transition_matrix(P)
+    gamma = check_gamma(gamma)
+    r = np.asarray(r, dtype=np.float64)
+    if r.shape != (len(P),):
+        raise ValueError(f"r must have shape ({len(P)},) to match P {P.shape}, got {r.shape}")
+    return P, r, gamma, ~_terminal_mask(terminal, len(P))
+
+
 def mrp_values(P: Any, r: Any, gamma: float, terminal: Any = None) -> np.ndarray:
     """Exact values of a Markov reward process, ``V = (I - gamma P)^-1 r``. Introduced in chapter 1.
 
@@ -294,12 +304,7 @@ def mrp_values(P: Any, r: Any, gamma: float, terminal: Any = None) -> np.ndarray
         terminal: optional boolean mask ``(S,)`` or list of terminal states: their value is fixed at 0
             and the system is solved on the other states.
     """
-    P = check_transition_matrix(P)
-    gamma = check_gamma(gamma)
-    r = np.asarray(r, dtype=np.float64)
-    if r.shape != (len(P),):
-        raise ValueError(f"r must have shape ({len(P)},) to match P {P.shape}, got {r.shape}")
-    keep = ~_terminal_mask(terminal, len(P))
+    P, r, gamma, keep = _check_mrp(P, r, gamma, terminal)
     V = np.zeros(len(P))
     Pk = P[np.ix_(keep, keep)]
     matrix = np.eye(len(Pk)) - gamma * Pk
@@ -318,12 +323,7 @@ def mrp_values_iterative(P: Any, r: Any, gamma: float, tol: float = 1e-10, max_i
 
     Returns ``(V, history)``: the values ``(S,)`` and the values after each sweep ``(iterations + 1, S)``
     (row 0 is the all-zero start). Stops when no value changes by more than ``tol``."""
-    P = check_transition_matrix(P)
-    gamma = check_gamma(gamma)
-    r = np.asarray(r, dtype=np.float64)
-    if r.shape != (len(P),):
-        raise ValueError(f"r must have shape ({len(P)},) to match P {P.shape}, got {r.shape}")
-    keep = ~_terminal_mask(terminal, len(P))
+    P, r, gamma, keep = _check_mrp(P, r, gamma, terminal)
     V = np.zeros(len(P))
     history = [V]
     for _ in range(max_iter):
