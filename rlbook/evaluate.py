@@ -49,6 +49,15 @@ def evaluate(agent: Agent, env, n_episodes: int = 100, *, explore: bool = False,
     if not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
         raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
     venv = as_vector_env(env)
+    try:
+        return _play_episodes(agent, venv, n_episodes, explore, seed, max_steps)
+    finally:
+        if isinstance(env, str):  # we made it, so we close it
+            venv.close()
+
+
+def _play_episodes(agent: Agent, venv, n_episodes: int, explore: bool, seed: int | None,
+                   max_steps: int | None) -> EvalResult:
     n = venv.num_envs
     obs, _ = venv.reset(seed=seed)
     returns, lengths = [], []

@@ -103,6 +103,8 @@ class CSVLogger(Plugin):
         self._averager = _MetricAverager()
         self._metric_names: list[str] | None = None
         self._next_write = every_steps
+        self._episodes_file = None
+        self._metrics_file = None
 
     def before_training(self, trainer):
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -143,15 +145,22 @@ class CSVLogger(Plugin):
         self._metrics_file.flush()
 
     def after_training(self, trainer):
+        if self._episodes_file is None:
+            return
         self._write_metrics(trainer)
         for f in (self._episodes_file, self._metrics_file):
             if f is not None:
                 f.close()
+        self._episodes_file = self._metrics_file = None
 
     def on_error(self, trainer, error):
-        for f in (getattr(self, "_episodes_file", None), self._metrics_file):
-            if f is not None:
-                f.flush()
+        # Ctrl-C ends the run normally (after_training follows); any other error ends it here.
+        if isinstance(error, KeyboardInterrupt):
+            for f in (self._episodes_file, self._metrics_file):
+                if f is not None:
+                    f.flush()
+        else:
+            self.after_training(trainer)
 
 
 class TensorBoardLogger(Plugin):
@@ -200,8 +209,13 @@ class TensorBoardLogger(Plugin):
             self.writer = None
 
     def on_error(self, trainer, error):
-        if self.writer is not None:
-            self.writer.flush()
+        if self.writer is None:
+            return
+        if isinstance(error, KeyboardInterrupt):
+            self.writer.flush()  # after_training follows and closes it
+        else:
+            self.writer.close()
+            self.writer = None
 
 
 class GameScores(Plugin):

@@ -51,8 +51,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"MLP expects input of shape (n, {self.in_dim}), got {tuple(x.shape)}")
-        if not torch.is_floating_point(x):
-            x = x.float()
+        if x.dtype != self.head.weight.dtype:  # integers, float64 observations, ...
+            x = x.to(self.head.weight.dtype)
         return self.head(self.torso(x))
 
 

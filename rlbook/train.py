@@ -148,10 +148,10 @@ class Trainer:
         and sets ``interrupted``; any other error is re-raised after ``on_error``."""
         self.stop_reason = None
         self.interrupted = False
-        self._call("before_training")
-        self.start_time = time.perf_counter()
-        self._elapsed_before = self.elapsed
         try:
+            self._call("before_training")
+            self.start_time = time.perf_counter()
+            self._elapsed_before = self.elapsed
             self._loop()
         except KeyboardInterrupt as error:
             self.interrupted = True
@@ -206,15 +206,17 @@ class Trainer:
             next_obs, reward, terminated, truncated, infos = env.step(actions)
             ended = terminated | truncated
             resetting = needs_reset.any()
-            # Autoreset rows carry reward 0 and no real transition: mask them out of everything.
+            # Autoreset rows carry no real transition: mask them out of everything.
             if resetting:
                 ended &= ~needs_reset
             episode_return += reward
             episode_length += 1
             if resetting:
+                episode_return[needs_reset] = 0.0  # a reward wrapper may give the reset row a reward
                 episode_length[needs_reset] = 0
 
             transition = None
+            metrics: dict[str, Any] = {}
             if self.train:
                 transition = Transition(
                     obs=obs,
@@ -227,10 +229,13 @@ class Trainer:
                 )
                 if resetting:
                     transition = transition.select(~needs_reset)
+                    infos = _select_infos(infos, ~needs_reset)
                 if len(transition):
                     transition.reward = np.asarray(self.objective(transition, infos), dtype=np.float32)
                     agent.observe(transition)
-                    self.last_metrics = agent.update()
+                    metrics = agent.update()
+                    if metrics:
+                        self.last_metrics = metrics
                 else:
                     transition = None  # a step that only reset environments: nothing real happened
             self.step += n - int(needs_reset.sum()) if resetting else n
@@ -249,7 +254,7 @@ class Trainer:
             needs_reset = ended
             obs = next_obs
             if self.plugins:
-                self._call("after_step", transition, self.last_metrics)
+                self._call("after_step", transition, metrics)
 
     def _budget_spent(self) -> bool:
         if self.stop_reason is not None:
@@ -272,13 +277,25 @@ class Trainer:
         obs_space = self.env.single_observation_space
         act_space = self.env.single_action_space
         self.agent.check_spaces(obs_space, act_space)
-        if obs_space.shape != self.agent.observation_space.shape or type(act_space) is not type(
-            self.agent.action_space
-        ):
+        if obs_space.shape != self.agent.observation_space.shape or act_space != self.agent.action_space:
             raise ValueError(
                 f"the agent was built for observations {self.agent.observation_space} and actions "
                 f"{self.agent.action_space}, but the environment has {obs_space} and {act_space}"
             )
+
+
+def _select_infos(infos: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    """The rows of a vector env's ``infos`` where ``mask`` holds (nested dicts and ``_key`` masks too),
+    so that an :class:`Objective` sees infos aligned with the transition's rows."""
+    out: dict[str, Any] = {}
+    for key, value in infos.items():
+        if isinstance(value, dict):
+            out[key] = _select_infos(value, mask)
+        elif isinstance(value, np.ndarray) and value.shape[:1] == mask.shape:
+            out[key] = value[mask]
+        else:
+            out[key] = value
+    return out
 
 
 # ---------------------------------------------------------------------- plugins of the loop itself
@@ -323,8 +340,10 @@ class Checkpoint(Plugin):
         self.on_interrupt = on_interrupt
         self.resumed_from_step: int | None = None
         self._next_save = math.inf
+        self._ready = False  # True once before_training finished: only then is the agent worth saving
 
     def before_training(self, trainer):
+        self._ready = False
         if self.resume and self.path.exists():
             extra = trainer.agent.load(self.path)
             if "trainer" in extra:
@@ -332,6 +351,7 @@ class Checkpoint(Plugin):
             self.resumed_from_step = trainer.step
         if self.every_steps:
             self._next_save = (trainer.step // self.every_steps + 1) * self.every_steps
+        self._ready = True
 
     def after_step(self, trainer, transition, metrics):
         if trainer.step >= self._next_save:
@@ -339,11 +359,13 @@ class Checkpoint(Plugin):
             self._next_save += self.every_steps
 
     def on_error(self, trainer, error):
-        if self.on_interrupt:
+        # Never overwrite a checkpoint with an agent that failed to load or start.
+        if self.on_interrupt and self._ready:
             self.save(trainer)
 
     def after_training(self, trainer):
-        self.save(trainer)
+        if self._ready:
+            self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
         trainer._update_elapsed()

@@ -100,3 +100,9 @@ def test_exponential_schedule():
     assert np.all(np.diff([s(t) for t in range(0, 5000, 100)]) < 0)
     with pytest.raises(ValueError, match="half_life"):
         ExponentialSchedule(1, 0, half_life=0)
+
+
+def test_mlp_takes_float64_and_integer_inputs():
+    net = MLP(3, 2, hidden=(4,))
+    for dtype in (torch.float64, torch.int64, torch.float32):
+        assert net(torch.zeros(5, 3, dtype=dtype)).dtype == torch.float32

@@ -340,3 +340,109 @@ def test_begin_run_is_called_before_every_run_resets_the_envs():
     agent.learn(env, total_steps=3)
     agent.learn(env, total_steps=5)
     assert agent.runs == [(1, 0), (1, 3)]
+
+
+class InPlaceEnv(FixedLengthEnv):
+    """Returns (and then mutates) the same observation array every step, as some envs do."""
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = np.zeros(1, dtype=np.float32)
+        return self.state, {}
+
+    def step(self, action):
+        _, reward, terminated, truncated, info = super().step(action)
+        self.state[0] = self.t
+        return self.state, reward, terminated, truncated, info
+
+
+def test_stored_observations_survive_envs_that_update_their_array_in_place():
+    env = InPlaceEnv(length=4)
+    agent = RecordingAgent(env.observation_space, env.action_space)
+    Trainer(agent, env, total_steps=8).run()
+    for t in agent.seen:
+        np.testing.assert_array_equal(t.next_obs[:, 0], t.obs[:, 0] + 1)
+
+
+def test_vector_envs_that_reuse_their_buffer_are_refused():
+    venv = gym.vector.SyncVectorEnv([lambda: FixedLengthEnv()] * 2, copy=False)
+    with pytest.raises(ValueError, match="copy=False"):
+        Trainer(RandomAgent(venv.single_observation_space, venv.single_action_space), venv, total_steps=5)
+
+
+def test_reward_of_autoreset_rows_never_enters_episode_returns():
+    venv = gym.vector.SyncVectorEnv([lambda: FixedLengthEnv(length=3)] * 2)
+    venv = gym.wrappers.vector.TransformReward(venv, lambda r: r - 1.0)  # the reset row gets -1 too
+    trainer = Trainer(RandomAgent(venv.single_observation_space, venv.single_action_space), venv,
+                      total_episodes=6).run()
+    assert trainer.episode_returns == [0.0] * 6  # three steps of 1 - 1
+    from rlbook.evaluate import evaluate
+
+    np.testing.assert_array_equal(evaluate(trainer.agent, venv, n_episodes=6).returns, np.zeros(6))
+
+
+def test_objective_infos_are_aligned_with_the_transition_rows():
+    seen = []
+
+    class Check(Objective):
+        def __call__(self, transition, infos):
+            seen.append((len(transition), {k: len(v) for k, v in infos.items() if isinstance(v, np.ndarray)}))
+            return transition.reward
+
+    class InfoEnv(FixedLengthEnv):
+        def step(self, action):
+            out = super().step(action)
+            return (*out[:4], {"t": self.t})
+
+    venv = gym.vector.SyncVectorEnv([lambda n=n: InfoEnv(length=n) for n in (2, 3)])
+    Trainer(RandomAgent(venv.single_observation_space, venv.single_action_space), venv, total_steps=12,
+            objective=Check()).run()
+    assert any(rows == 1 for rows, _ in seen)  # some steps had an autoreset row removed
+    for rows, sizes in seen:
+        assert all(size == rows for size in sizes.values()), (rows, sizes)
+
+
+def test_metrics_reach_plugins_once_per_update():
+    class UpdatesEveryStep(RandomAgent):
+        def update(self):
+            return {"one": 1.0}
+
+    class Count(Plugin):
+        calls = 0
+
+        def after_step(self, trainer, transition, metrics):
+            Count.calls += bool(metrics)
+
+    env = FixedLengthEnv(length=2)
+    trainer = Trainer(UpdatesEveryStep(env.observation_space, env.action_space), env, total_steps=10,
+                      plugins=[Count()]).run()
+    assert Count.calls == trainer.step == 10  # reset-only steps pass no (stale) metrics
+
+
+def test_action_space_size_must_match():
+    env = FixedLengthEnv()  # Discrete(2)
+    agent = RandomAgent(env.observation_space, gym.spaces.Discrete(3))
+    with pytest.raises(ValueError, match="the agent was built for"):
+        Trainer(agent, env, total_steps=5)
+
+
+def test_failed_start_keeps_the_checkpoint_and_errors_close_the_logs(tmp_path):
+    env = gym.make("CartPole-v1")
+    path = tmp_path / "linear.pt"
+    LinearQAgent(env.observation_space, env.action_space).save(path)
+    before = path.read_bytes()
+    csv_logger = CSVLogger(tmp_path / "csv")
+    with pytest.raises(ValueError, match="holds a LinearQAgent agent"):
+        Trainer(make_agent(env), env, total_steps=10, plugins=[csv_logger, Checkpoint(path)]).run()
+    assert path.read_bytes() == before  # the user's checkpoint was not overwritten by the fresh agent
+    assert csv_logger._episodes_file is None  # and the log files were closed
+
+    class Boom(Plugin):
+        def after_step(self, trainer, transition, metrics):
+            if trainer.step >= 30:
+                raise RuntimeError("boom")
+
+    csv_logger = CSVLogger(tmp_path / "csv2")
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(make_agent(env), env, total_steps=100, plugins=[csv_logger, Boom()]).run()
+    assert csv_logger._episodes_file is None

@@ -44,6 +44,9 @@ def as_vector_env(env) -> gym.vector.VectorEnv:
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.NEXT_STEP.value):
             raise ValueError(f"vector envs must use next-step autoreset, this one uses {mode}")
+        if getattr(env, "copy", True) is False:
+            raise ValueError("vector envs made with copy=False reuse one observation buffer, so a stored obs "
+                             "would change under the agent; make it with copy=True")
         return env
     if isinstance(env, gym.Env):
         return OneEnvVector(env)
@@ -76,7 +79,7 @@ class OneEnvVector(gym.vector.VectorEnv):
             seed = seed[0]
         obs, info = self.env.reset(seed=seed, options=options)
         self._needs_reset = False
-        return np.asarray(obs)[None], _batch_info(info)
+        return np.array(obs)[None], _batch_info(info)  # a copy: envs may update their array in place
 
     def step(self, actions):
         """Step with ``actions`` (shape ``(1, ...)``); the step after an episode ends only resets."""
@@ -87,7 +90,7 @@ class OneEnvVector(gym.vector.VectorEnv):
             obs, reward, terminated, truncated, info = self.env.step(actions[0])
         self._needs_reset = terminated or truncated
         return (
-            np.asarray(obs)[None],
+            np.array(obs)[None],  # a copy: envs may update their array in place
             np.array([reward], dtype=np.float64),
             np.array([terminated], dtype=bool),
             np.array([truncated], dtype=bool),
