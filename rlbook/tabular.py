@@ -305,7 +305,7 @@ class ModelBasedAgent(_TabularAgent):
     (warm-started from the last solution) and counts one *iteration*. Acting greedily picks the
     action with the largest one-step lookahead ``sum_s' P_hat (R_hat + gamma V)`` (``method="values"``)
     or the largest Q-value (``method="q"``). Exploring is epsilon-greedy with respect to the last solve:
-    a random action with probability ``epsilon`` (optionally decaying linearly, see :meth:`epsilon_at`),
+    a random action with probability ``epsilon`` (optionally decaying linearly, see ``epsilon_at``),
     otherwise the greedy action with ties broken at random. ``epsilon=1`` is pure random play; a smaller
     epsilon lets the agent's own greedy play carry it to the states that matter (the cells near the goal)
     and so fills in the learned model exactly where the policy needs it.
