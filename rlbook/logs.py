@@ -43,6 +43,31 @@ class _MetricAverager:
         return out
 
 
+class _PeriodicMetrics(Plugin):
+    """Shared by the loggers: average agent metrics and write them every ``every_steps`` env steps."""
+
+    def __init__(self, every_steps: int):
+        if every_steps <= 0:
+            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        self.every_steps = every_steps
+        self._averager = _MetricAverager()
+        self._next_write = every_steps
+
+    def _schedule_after(self, step: int) -> None:
+        # from the step count, so a vector step larger than every_steps never leaves it behind
+        self._next_write = (step // self.every_steps + 1) * self.every_steps
+
+    def after_step(self, trainer, transition, metrics):
+        if metrics:
+            self._averager.add(metrics)
+        if trainer.step >= self._next_write:
+            self._write(trainer)
+            self._schedule_after(trainer.step)
+
+    def _write(self, trainer: Trainer) -> None:
+        raise NotImplementedError
+
+
 class ProgressBar(Plugin):
     """A tqdm progress bar over environment steps (or episodes when only an episode budget is set),
     showing the mean return of the last ``window`` episodes and steps per second."""
@@ -91,18 +116,14 @@ class ProgressBar(Plugin):
             self.bar.set_postfix(episodes=trainer.episodes, mean_return=f"{mean:.2f}", refresh=False)
 
 
-class CSVLogger(Plugin):
+class CSVLogger(_PeriodicMetrics):
     """Write ``episodes.csv`` (one row per finished episode) and ``metrics.csv`` (agent metrics averaged
     over every ``every_steps`` environment steps) into ``directory``. Appends when resuming."""
 
     def __init__(self, directory: str | os.PathLike, every_steps: int = 1000):
-        if every_steps <= 0:
-            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        super().__init__(every_steps)
         self.directory = Path(directory)
-        self.every_steps = every_steps
-        self._averager = _MetricAverager()
         self._metric_names: list[str] | None = None
-        self._next_write = every_steps
         self._episodes_file = None
         self._metrics_file = None
 
@@ -116,21 +137,14 @@ class CSVLogger(Plugin):
             self._episodes.writerow(["step", "episode", "return", "length", "seconds"])
         self._metrics_path = self.directory / "metrics.csv"
         self._metrics_file = None
-        self._next_write = (trainer.step // self.every_steps + 1) * self.every_steps
+        self._schedule_after(trainer.step)
         self._start = time.perf_counter() - trainer.elapsed
 
     def after_episode(self, trainer, env_id, episode_return, episode_length):
         self._episodes.writerow([trainer.step, trainer.episodes, f"{episode_return:.6g}", episode_length,
                                  f"{time.perf_counter() - self._start:.3f}"])
 
-    def after_step(self, trainer, transition, metrics):
-        if metrics:
-            self._averager.add(metrics)
-        if trainer.step >= self._next_write:
-            self._write_metrics(trainer)
-            self._next_write += self.every_steps
-
-    def _write_metrics(self, trainer: Trainer) -> None:
+    def _write(self, trainer: Trainer) -> None:
         values = self._averager.pop()
         if not values:
             return
@@ -147,7 +161,7 @@ class CSVLogger(Plugin):
     def after_training(self, trainer):
         if self._episodes_file is None:
             return
-        self._write_metrics(trainer)
+        self._write(trainer)
         for f in (self._episodes_file, self._metrics_file):
             if f is not None:
                 f.close()
@@ -163,36 +177,26 @@ class CSVLogger(Plugin):
             self.after_training(trainer)
 
 
-class TensorBoardLogger(Plugin):
+class TensorBoardLogger(_PeriodicMetrics):
     """Log episode returns and lengths (``episode/return``, ``episode/length``) and agent metrics
     (``train/<name>``, averaged every ``every_steps`` steps) to TensorBoard under ``logdir``.
 
     Open it with ``tensorboard --logdir <logdir>``."""
 
     def __init__(self, logdir: str | os.PathLike = "runs", every_steps: int = 1000):
-        if every_steps <= 0:
-            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        super().__init__(every_steps)
         self.logdir = Path(logdir)
-        self.every_steps = every_steps
-        self._averager = _MetricAverager()
         self.writer = None
 
     def before_training(self, trainer):
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(self.logdir))
-        self._next_write = (trainer.step // self.every_steps + 1) * self.every_steps
+        self._schedule_after(trainer.step)
 
     def after_episode(self, trainer, env_id, episode_return, episode_length):
         self.writer.add_scalar("episode/return", episode_return, trainer.step)
         self.writer.add_scalar("episode/length", episode_length, trainer.step)
-
-    def after_step(self, trainer, transition, metrics):
-        if metrics:
-            self._averager.add(metrics)
-        if trainer.step >= self._next_write:
-            self._write(trainer)
-            self._next_write += self.every_steps
 
     def _write(self, trainer: Trainer) -> None:
         for key, value in self._averager.pop().items():

@@ -320,33 +320,18 @@ class ReplayBuffer:
 
 # ---------------------------------------------------------------------- n-step returns
 @dataclass
-class NStepRows:
-    """Rows made by :class:`NStepFolder` (``k`` rows).
+class NStepRows(Transition):
+    """Rows made by :class:`NStepFolder` (``k`` rows): a :class:`~rlbook.agents.base.Transition` whose
+    ``reward`` is the folded return ``R = sum_{i<m} gamma**i * r_{t+i}`` and whose ``next_obs`` is
+    ``s_{t+m}`` (the final observation when the episode ended within the ``m`` steps), plus:
 
     Attributes:
-        obs: ``s_t``, ``(k, *obs_shape)``.
-        action: ``a_t``, ``(k, *action_shape)``.
-        reward: ``R = sum_{i<m} gamma**i * r_{t+i}``, ``(k,)`` float32.
-        next_obs: ``s_{t+m}`` (the final observation when the episode ended), ``(k, *obs_shape)``.
-        terminated: the episode terminated at step ``t+m-1`` (no bootstrap), ``(k,)`` bool.
-        truncated: the episode was truncated at step ``t+m-1`` (bootstrap from ``next_obs``), ``(k,)`` bool.
-        env_ids: ``(k,)`` int64.
         steps: ``m``, the rewards folded (``n``, or fewer at an episode end), ``(k,)`` int64.
         discount: ``gamma**m``, the factor of the bootstrap value, ``(k,)`` float32.
     """
 
-    obs: np.ndarray
-    action: np.ndarray
-    reward: np.ndarray
-    next_obs: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    env_ids: np.ndarray
     steps: np.ndarray
     discount: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.reward)
 
 
 class NStepFolder:

@@ -356,7 +356,8 @@ class Checkpoint(Plugin):
     def after_step(self, trainer, transition, metrics):
         if trainer.step >= self._next_save:
             self.save(trainer)
-            self._next_save += self.every_steps
+            # from the step count: a vector step larger than every_steps must not trigger a save per step
+            self._next_save = (trainer.step // self.every_steps + 1) * self.every_steps
 
     def on_error(self, trainer, error):
         # Never overwrite a checkpoint with an agent that failed to load or start.

@@ -12,8 +12,6 @@ from rlbook.agents.cem import CEMAgent, CEMConfig, Episode, discounted_return, o
 from rlbook.evaluate import evaluate
 from rlbook.train import StopOnReward, Trainer
 
-torch.set_num_threads(1)  # tiny networks: one thread is faster, and much faster on a busy machine
-
 CARTPOLE_SPACES = (gym.spaces.Box(-np.inf, np.inf, (4,), np.float32), gym.spaces.Discrete(2))
 
 

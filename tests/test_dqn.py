@@ -15,16 +15,6 @@ from rlbook.evaluate import evaluate
 from rlbook.replay import ReplayBatch
 from rlbook.train import Checkpoint, Trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny networks run fastest on one thread (and a busy 2-core machine makes more threads much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 BOX2 = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
 TWO = gym.spaces.Discrete(2)
 

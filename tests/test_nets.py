@@ -9,15 +9,6 @@ from rlbook.nets import MLP, NatureCNN
 from rlbook.schedules import ExponentialSchedule, LinearSchedule
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small networks run fastest on one thread (and a busy 2-core machine makes more threads much slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_mlp_shapes_layers_and_int_input():
     net = MLP(4, 2, hidden=(16, 8))
     assert net(torch.zeros(5, 4)).shape == (5, 2)
