@@ -137,11 +137,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10_000, help="steps between progress rows")
     p.add_argument("--checkpoint", default=None, help="save the agent here at the end (e.g. /tmp/pong.pt)")
     p.add_argument("--quiet", action="store_true")
-    for field, kind in (("train_freq", int), ("gradient_steps", int), ("buffer_size", int),
-                        ("learning_starts", int), ("epsilon_decay_steps", int), ("target_update_interval", int),
-                        ("lr", float), ("epsilon_end", float), ("batch_size", int)):
+    p.add_argument("--env-threads", type=int, default=1, help="C++ threads stepping the emulators (0: one per core)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also save every this many steps")
+    for field, kind in OVERRIDES.items():
         p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override DQNConfig.{field}")
     return p.parse_args(argv)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+#: DQNConfig fields that the command line can override, with their parsers.
+OVERRIDES = {"train_freq": int, "gradient_steps": int, "buffer_size": int, "learning_starts": int,
+             "epsilon_decay_steps": int, "target_update_interval": int, "lr": float, "epsilon_end": float,
+             "batch_size": int, "n_step": int, "double": _bool, "loss": str, "max_grad_norm": _optional_float}
 
 
 def main(argv=None) -> Path:
@@ -150,13 +168,11 @@ def main(argv=None) -> Path:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     name = args.results_name or ("dqn_pong" if device.type == "cuda" else "dqn_pong_cpu")
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in ("train_freq", "gradient_steps", "buffer_size", "learning_starts", "epsilon_decay_steps",
-                          "target_update_interval", "lr", "epsilon_end", "batch_size") and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
     config = DQNConfig.pong(device=str(device), seed=args.seed, **overrides)
 
     seed_everything(args.seed)
-    env = make_atari("Pong", args.num_envs, vectorized="ale")
+    env = make_atari("Pong", args.num_envs, vectorized="ale", num_threads=args.env_threads)
     timer = PhaseTimer(device)
     agent = DQNAgent(env.single_observation_space, env.single_action_space, config)
     instrument(agent, timer)
@@ -164,7 +180,7 @@ def main(argv=None) -> Path:
     progress = Progress(scores, args.log_every, args.max_minutes * 60, quiet=args.quiet)
     plugins = [scores, progress]
     if args.checkpoint:
-        plugins.append(Checkpoint(args.checkpoint, resume=False))
+        plugins.append(Checkpoint(args.checkpoint, every_steps=args.checkpoint_every, resume=False))
     trainer = Trainer(agent, TimedEnv(env, timer), total_steps=args.total_steps, plugins=plugins,
                       seed=args.seed).run()
     env.close()
@@ -191,7 +207,7 @@ def main(argv=None) -> Path:
                   "max_minutes": None if math.isinf(args.max_minutes) else args.max_minutes,
                   "threshold": args.threshold, "window": args.window, "frame_skip": FRAME_SKIP,
                   "torch_threads": torch.get_num_threads(), "device": str(device), "env": "make_atari('Pong', "
-                  f"{args.num_envs}, vectorized='ale')"},
+                  f"{args.num_envs}, vectorized='ale', num_threads={args.env_threads})"},
         run={"steps": trainer.step, "seconds": round(elapsed, 1), "stop_reason": trainer.stop_reason,
              "games": len(scores.scores), "gradient_steps": agent.gradient_steps_done, "solved": solved},
         time_breakdown_seconds=phase_seconds,
