@@ -1,6 +1,9 @@
 """budget(), seeding, device choice, env making and the results schema."""
 
 import json
+import pkgutil
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -111,3 +114,16 @@ def test_write_and_load_results_round_trip(tmp_path, monkeypatch):
     assert load_results("test/demo")["metrics"]["x"]["median"] == 1.5
     with pytest.raises(FileNotFoundError, match="run the bench script"):
         load_results("test/missing")
+
+
+def test_every_module_imports_on_its_own():
+    """Each module must import first thing in a fresh interpreter (no import cycles between them)."""
+    names = sorted(m.name for m in pkgutil.walk_packages(rlbook.__path__, "rlbook."))
+    assert "rlbook.replay" in names and "rlbook.agents.dqn" in names
+    code = ("import importlib, sys\nfailed = []\nfor name in sys.argv[1:]:\n"
+            "    for loaded in [m for m in sys.modules if m.startswith('rlbook')]:\n        del sys.modules[loaded]\n"
+            "    try:\n        importlib.import_module(name)\n"
+            "    except Exception as error:\n        failed.append(f'{name}: {error!r}')\n"
+            "print('\\n'.join(failed))\nsys.exit(1 if failed else 0)")
+    result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr

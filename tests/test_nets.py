@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlbook.nets import MLP, NatureCNN
+from rlbook.nets import MLP, NatureCNN, clip_grad_norm
 from rlbook.schedules import ExponentialSchedule, LinearSchedule
 
 
@@ -97,3 +97,21 @@ def test_mlp_takes_float64_and_integer_inputs():
     net = MLP(3, 2, hidden=(4,))
     for dtype in (torch.float64, torch.int64, torch.float32):
         assert net(torch.zeros(5, 3, dtype=dtype)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 1.0, 1e6])
+def test_clip_grad_norm_matches_torch(max_norm):
+    torch.manual_seed(0)
+    nets = [MLP(4, 2, hidden=(16, 16)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x = torch.randn(32, 4)
+    for net in nets:
+        (net(x) ** 2).sum().backward()
+    expected = torch.nn.utils.clip_grad_norm_(nets[0].parameters(), max_norm)
+    norm = clip_grad_norm(list(nets[1].parameters()), max_norm)
+    assert torch.allclose(norm, expected)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-6, atol=1e-7)
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets[1].parameters()]))
+    assert clipped <= max_norm * (1 + 1e-5)
+    assert (clipped < norm).item() == (norm > max_norm).item()  # untouched below the threshold

@@ -32,7 +32,7 @@ from torch import nn
 
 from rlbook.agents.base import Agent, Transition, load_checkpoint, rng_state, set_rng_state
 from rlbook.core import resolve_device
-from rlbook.nets import MLP, NatureCNN
+from rlbook.nets import MLP, NatureCNN, clip_grad_norm
 from rlbook.replay import NStepFolder, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
@@ -114,11 +114,14 @@ class DQNConfig:
 
     @classmethod
     def cartpole(cls, **overrides) -> DQNConfig:
-        """Tuned for CartPole-v1 on a CPU, with several envs in one vector: solve fast in wall-clock time.
+        """Tuned for CartPole-v1 on a CPU with 8 copies in one NumPy vector env: solve fast in wall-clock time.
 
         Gradient steps are the cost, so learning comes in rounds: 32 steps on minibatches of 256 every 256
         environment steps (one gradient step per 8 env steps). 3-step returns spread the reward back
-        quickly and Double DQN keeps the values from running away, which keeps the policy at 500."""
+        quickly and Double DQN keeps the values from running away, which keeps the policy at 500.
+        In tuning, a (64, 64) network, no gradient clipping, fewer gradient steps per round, gamma 0.98 or
+        a faster epsilon decay each failed some seeds or needed more steps; 32 copies instead of 8 cost
+        about as many seconds but 10-25 % more steps."""
         base = cls(gamma=0.99, lr=1e-3, batch_size=256, buffer_size=100_000, learning_starts=1_000,
                    train_freq=256, gradient_steps=32, target_update_interval=64, tau=1.0,
                    epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=10_000, loss="huber",
@@ -219,7 +222,8 @@ class DQNAgent(Agent):
             self.q_net = build_q_network(self.config, observation_space, self.n_actions).to(self.device)
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
-        self.optimizer = make_adam(self.q_net.parameters(), self.config.lr)
+        self._parameters = list(self.q_net.parameters())
+        self.optimizer = make_adam(self._parameters, self.config.lr)
         self.epsilon_schedule = LinearSchedule(self.config.epsilon_start, self.config.epsilon_end,
                                                self.config.epsilon_decay_steps)
         #: The replay buffer, made at the first :meth:`observe` (it needs the number of environments).
@@ -342,7 +346,7 @@ class DQNAgent(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.config.max_grad_norm)
+            clip_grad_norm(self._parameters, self.config.max_grad_norm)
         self.optimizer.step()
         self.gradient_steps_done += 1
         if self.gradient_steps_done % self.config.target_update_interval == 0:
