@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlbook.agents.base import Transition
+from rlbook.transition import Transition
 
 
 @dataclass
@@ -249,7 +249,7 @@ class ReplayBuffer:
         self._head[last_env] = np.where(done[lasts], np.maximum(head, self._frontier[last_env]), head)
 
     def add_transition(self, transition: Transition) -> None:
-        """Store a trainer :class:`~rlbook.agents.base.Transition` (one-step rows)."""
+        """Store a trainer :class:`~rlbook.transition.Transition` (one-step rows)."""
         self.add(transition.obs, transition.action, transition.reward, transition.next_obs,
                  transition.terminated, transition.truncated, transition.env_ids)
 
@@ -321,7 +321,7 @@ class ReplayBuffer:
 # ---------------------------------------------------------------------- n-step returns
 @dataclass
 class NStepRows(Transition):
-    """Rows made by :class:`NStepFolder` (``k`` rows): a :class:`~rlbook.agents.base.Transition` whose
+    """Rows made by :class:`NStepFolder` (``k`` rows): a :class:`~rlbook.transition.Transition` whose
     ``reward`` is the folded return ``R = sum_{i<m} gamma**i * r_{t+i}`` and whose ``next_obs`` is
     ``s_{t+m}`` (the final observation when the episode ended within the ``m`` steps), plus:
 
