@@ -1,6 +1,6 @@
 """The batch of experience that the trainer hands to an agent after every vector step.
 
-It lives in its own small module because both sides use it: the agents (:mod:`rlbook.agents`) take
+It lives in its own small module because both sides use it: the agents (``rlbook.agents``) take
 it in, and the building blocks below them (:mod:`rlbook.replay`'s n-step rows extend it) must not
 depend on the agents.
 """
