@@ -95,6 +95,7 @@ def run_ours(seed: int, budget: int, envs: int, max_seconds: float | None) -> di
     return {"seed": seed, "solved": solved, "steps": stop.solved_at_step if solved else None,
             "steps_before_window": steps_before_window(trainer.episode_end_steps, solved),
             "seconds": stop.solved_at_seconds if solved else None, "elapsed": trainer.elapsed,
+            "steps_run": trainer.step,
             "greedy_mean_return": greedy, "gradient_steps": agent.gradient_steps_done,
             "curve": downsample(trainer.episode_end_steps, trainer.episode_returns)}
 
@@ -150,6 +151,7 @@ def run_sb3(seed: int, budget: int, max_seconds: float | None) -> dict:
     return {"seed": seed, "solved": solved, "steps": rule.solved_at_step if solved else None,
             "steps_before_window": steps_before_window(rule.end_steps, solved),
             "seconds": rule.solved_at_seconds if solved else None, "elapsed": elapsed,
+            "steps_run": int(model.num_timesteps),
             "greedy_mean_return": greedy, "gradient_steps": int(model._n_updates),
             "curve": downsample(rule.end_steps, rule.returns)}
 
