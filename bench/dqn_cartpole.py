@@ -219,7 +219,7 @@ def main() -> None:
     ours = metrics.get("dqn_cartpole_seconds_to_solve")
     theirs = metrics.get("sb3_dqn_cartpole_seconds_to_solve")
     if ours and theirs and ours["median"] and theirs["median"]:
-        # An unsolved SB3 run counts as its cap, so when more than half of them fail the ratio is a lower bound.
+        # An unsolved SB3 run counts as its cap, so once half or more of them fail the ratio is a lower bound.
         censored = theirs["runs"] - theirs["solved"] >= theirs["runs"] / 2
         metrics["ratio"] = {"unit": "x", "value": theirs["median"] / ours["median"], "lower_bound": censored,
                             "definition": "median sb3_dqn_cartpole_seconds_to_solve / median "

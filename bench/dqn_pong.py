@@ -122,6 +122,24 @@ class Progress(Plugin):
             trainer.stop(f"time limit of {self.max_seconds:.0f} s")
 
 
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() == "none" else float(text)
+
+
+#: DQNConfig fields that the command line can override, with their parsers.
+OVERRIDES = {"train_freq": int, "gradient_steps": int, "buffer_size": int, "learning_starts": int,
+             "epsilon_decay_steps": int, "target_update_interval": int, "lr": float, "epsilon_end": float,
+             "batch_size": int, "n_step": int, "double": _bool, "loss": str, "max_grad_norm": _optional_float}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
@@ -142,24 +160,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     for field, kind in OVERRIDES.items():
         p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override DQNConfig.{field}")
     return p.parse_args(argv)
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _optional_float(text: str) -> float | None:
-    return None if text.lower() == "none" else float(text)
-
-
-#: DQNConfig fields that the command line can override, with their parsers.
-OVERRIDES = {"train_freq": int, "gradient_steps": int, "buffer_size": int, "learning_starts": int,
-             "epsilon_decay_steps": int, "target_update_interval": int, "lr": float, "epsilon_end": float,
-             "batch_size": int, "n_step": int, "double": _bool, "loss": str, "max_grad_norm": _optional_float}
 
 
 def main(argv=None) -> Path:
