@@ -4,6 +4,7 @@
 #   make lab        JupyterLab on the chapters
 #   make notebooks  re-run every chapter in full mode in place (refreshes the committed outputs)
 #   make bench      re-measure every number the book quotes (writes results/)
+#   make mutants    mutation testing over the RL math (slow: tens of minutes; not part of make test)
 #   make clean      remove the build and caches (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -14,7 +15,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-rlbook
 NOTEBOOKS := $(sort $(wildcard book/[0-9][0-9]_*.ipynb))
 
-.PHONY: all book check-site test lint lab notebooks bench clean distclean venv
+.PHONY: all book check-site test lint lab notebooks bench mutants clean distclean venv
 
 all: test book
 
@@ -51,6 +52,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/tabular.py --seeds 10
 	$(BIN)/python bench/cem.py --seeds 10
 	$(BIN)/python bench/dqn_cartpole.py --seeds 10
+
+# Break the RL math on purpose, one small change at a time, and check that a test goes red (tools/mutants.py).
+# ONLY="replay dqn" restricts it to some targets.
+mutants: $(STAMP)
+	$(BIN)/python tools/mutants.py $(if $(ONLY),--only $(ONLY)) --summary results/quality/mutants.json
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis .ruff_cache runs

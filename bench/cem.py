@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium as gym
@@ -112,7 +112,7 @@ def bench_cartpole(seeds: list[int]) -> None:
         "cem_cartpole_batches_to_solve": summarize(batches, budget=CARTPOLE_MAX_BATCHES, unit="batches"),
         "cem_cartpole_greedy_mean_return": summarize(greedy, unit="return"),
     }
-    path = write_results("04_cem/cem_cartpole", metrics, seeds, config=asdict(cfg), env="CartPole-v1 x16 "
+    path = write_results("04_cem/cem_cartpole", metrics, seeds, config=cfg.to_dict(), env="CartPole-v1 x16 "
                          "(gymnasium vector_entry_point)", solved_when="mean of last 100 training episodes "
                          ">= 475, confirmed by 100 greedy episodes with mean >= 475", torch_threads=1,
                          max_batches=CARTPOLE_MAX_BATCHES, curves=per_seed)
@@ -174,7 +174,7 @@ def bench_frozenlake(seeds: list[int]) -> None:
     metrics["cem_frozenlake_naive_greedy_success"] = summarize(success, unit="fraction of 1000 episodes")
     metrics["cem_frozenlake_naive_zero_boundary_fraction"] = summarize(zero_bound, unit="fraction of batches")
     metrics["cem_frozenlake_naive_no_success_fraction"] = summarize(no_success, unit="fraction of batches")
-    details["naive"] = {"config": asdict(naive_config()), "batches": NAIVE_BATCHES, "slippery": True}
+    details["naive"] = {"config": naive_config().to_dict(), "batches": NAIVE_BATCHES, "slippery": True}
 
     # 2. The fixes one at a time, on the non-slippery lake: episodes until the greedy policy solves it.
     ablation = {}
@@ -184,7 +184,7 @@ def bench_frozenlake(seeds: list[int]) -> None:
             b = run_non_slippery(cfg, seed, ABLATION_MAX_EPISODES, until_train_success=False)["greedy_solved_batch"]
             episodes.append(None if b is None else b * cfg.episodes_per_batch)
             print(f"ablation {name!r} seed {seed}: greedy solved after {episodes[-1]} episodes", flush=True)
-        ablation[name] = {"config": asdict(cfg), "episodes_to_greedy_solve": summarize(
+        ablation[name] = {"config": cfg.to_dict(), "episodes_to_greedy_solve": summarize(
             episodes, budget=ABLATION_MAX_EPISODES, unit="episodes")}
     details["ablation_non_slippery"] = ablation
 
@@ -206,7 +206,7 @@ def bench_frozenlake(seeds: list[int]) -> None:
                                                                               unit="batches")
     metrics["cem_frozenlake_nonslippery_seconds_to_train_success"] = summarize(
         train_s, budget=max(c["elapsed"] for c in lake_curves), unit="s")
-    details["non_slippery"] = {"config": asdict(CEMConfig.frozenlake()), "train_success_threshold": 0.8,
+    details["non_slippery"] = {"config": CEMConfig.frozenlake().to_dict(), "train_success_threshold": 0.8,
                                "train_success_window": 100, "max_episodes": NON_SLIPPERY_MAX_EPISODES,
                                "curves": lake_curves}
     path = write_results("04_cem/cem_frozenlake", metrics, seeds, torch_threads=1, **details)
@@ -249,7 +249,7 @@ def bench_slippery(seeds: list[int], old_fix_seeds: int) -> None:
                                                            unit="s")
         metrics[f"{prefix}_last_greedy_success"] = summarize(final, unit="fraction of 1000 episodes")
         metrics[f"{prefix}_best_greedy_success"] = summarize(best, unit="fraction of 1000 episodes")
-        details[key] = {"config": asdict(cfg), "seeds": key_seeds, "max_batches": max_batches, "curves": curves}
+        details[key] = {"config": cfg.to_dict(), "seeds": key_seeds, "max_batches": max_batches, "curves": curves}
     path = write_results("04_cem/cem_frozenlake_slippery", metrics, seeds, torch_threads=1, **details)
     print(f"wrote {path}", flush=True)
 

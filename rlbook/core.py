@@ -42,9 +42,9 @@ def seed_everything(seed: int | None) -> np.random.Generator:
     draws from PyTorch's global generator. ``seed=None`` leaves the global state alone.
     """
     if seed is not None:
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        seed = int(seed)
+        from rlbook.config import check_seed
+
+        seed = check_seed("seed", seed)
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlbook.agents.base import Agent
+from rlbook.config import check_bool, check_int, check_seed
 from rlbook.envs import as_vector_env
 
 
@@ -46,8 +47,13 @@ def evaluate(agent: Agent, env, n_episodes: int = 100, *, explore: bool = False,
     With a vector env, episodes that start after the first ``n_episodes`` have been started are
     not counted, so fast-finishing episodes cannot crowd out slow ones.
     """
-    if not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
-        raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+    if not isinstance(agent, Agent):
+        raise TypeError(f"agent must be an rlbook Agent, got {type(agent).__name__}")
+    n_episodes = check_int("n_episodes", n_episodes, 1)
+    explore = check_bool("explore", explore)
+    seed = check_seed("seed", seed)
+    if max_steps is not None:
+        max_steps = check_int("max_steps", max_steps, 1)
     venv = as_vector_env(env)
     try:
         return _play_episodes(agent, venv, n_episodes, explore, seed, max_steps)

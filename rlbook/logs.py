@@ -9,6 +9,7 @@ on each step.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -17,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from rlbook.config import check_int
 from rlbook.train import Plugin, Trainer
+
+logger = logging.getLogger("rlbook")
 
 
 class _MetricAverager:
@@ -47,9 +51,7 @@ class _PeriodicMetrics(Plugin):
     """Shared by the loggers: average agent metrics and write them every ``every_steps`` env steps."""
 
     def __init__(self, every_steps: int):
-        if every_steps <= 0:
-            raise ValueError(f"every_steps must be positive, got {every_steps}")
-        self.every_steps = every_steps
+        self.every_steps = check_int("every_steps", every_steps, 1)
         self._averager = _MetricAverager()
         self._next_write = every_steps
 
@@ -118,24 +120,44 @@ class ProgressBar(Plugin):
 
 class CSVLogger(_PeriodicMetrics):
     """Write ``episodes.csv`` (one row per finished episode) and ``metrics.csv`` (agent metrics averaged
-    over every ``every_steps`` environment steps) into ``directory``. Appends when resuming."""
+    over every ``every_steps`` environment steps) into ``directory``.
+
+    Episode rows reach the disk as each episode ends (a killed run loses none that finished). The logs always
+    describe the run the trainer is continuing: when training starts (after a :class:`~rlbook.train.Checkpoint`
+    has restored its step), rows logged *after* that step -- by a run that went on past its last checkpoint
+    and then died -- are dropped, so a resumed run appends to a file with one header and no duplicated or
+    missing steps. A fresh run starts at step 0 and so starts the files afresh."""
 
     def __init__(self, directory: str | os.PathLike, every_steps: int = 1000):
         super().__init__(every_steps)
+        if not isinstance(directory, (str, os.PathLike)):
+            raise TypeError(f"directory must be a folder path, got {type(directory).__name__}")
         self.directory = Path(directory)
         self._metric_names: list[str] | None = None
         self._episodes_file = None
         self._metrics_file = None
 
+    EPISODE_COLUMNS = ["step", "episode", "return", "length", "seconds"]
+
     def before_training(self, trainer):
         self.directory.mkdir(parents=True, exist_ok=True)
         episodes = self.directory / "episodes.csv"
-        new = not episodes.exists()
+        kept = _truncate_after(episodes, trainer.step, self.EPISODE_COLUMNS)
+        if kept is not None and kept != trainer.episodes:
+            logger.warning("rlbook: %s holds %d episodes up to step %s, the run being continued has %d; "
+                           "it probably belongs to another run", episodes, kept, f"{trainer.step:,}", trainer.episodes)
+        new = kept is None
         self._episodes_file = episodes.open("a", newline="")
         self._episodes = csv.writer(self._episodes_file)
         if new:
-            self._episodes.writerow(["step", "episode", "return", "length", "seconds"])
+            self._episodes.writerow(self.EPISODE_COLUMNS)
+            self._episodes_file.flush()
         self._metrics_path = self.directory / "metrics.csv"
+        self._metric_names = None
+        if self._metrics_path.exists():
+            _truncate_after(self._metrics_path, trainer.step, None)
+            header = _header(self._metrics_path)
+            self._metric_names = header[1:] if header else None
         self._metrics_file = None
         self._schedule_after(trainer.step)
         self._start = time.perf_counter() - trainer.elapsed
@@ -143,17 +165,18 @@ class CSVLogger(_PeriodicMetrics):
     def after_episode(self, trainer, env_id, episode_return, episode_length):
         self._episodes.writerow([trainer.step, trainer.episodes, f"{episode_return:.6g}", episode_length,
                                  f"{time.perf_counter() - self._start:.3f}"])
+        self._episodes_file.flush()
 
     def _write(self, trainer: Trainer) -> None:
         values = self._averager.pop()
         if not values:
             return
         if self._metrics_file is None:
-            new = not self._metrics_path.exists()
-            self._metrics_file = self._metrics_path.open("a", newline="")
+            new = not self._metrics_path.exists() or self._metric_names is None
+            self._metrics_file = self._metrics_path.open("w" if new else "a", newline="")
             self._metrics = csv.writer(self._metrics_file)
-            self._metric_names = sorted(values)
             if new:
+                self._metric_names = sorted(values)
                 self._metrics.writerow(["step", *self._metric_names])
         self._metrics.writerow([trainer.step, *(f"{values.get(k, np.nan):.6g}" for k in self._metric_names)])
         self._metrics_file.flush()
@@ -177,6 +200,43 @@ class CSVLogger(_PeriodicMetrics):
             self.after_training(trainer)
 
 
+def _header(path: Path) -> list[str] | None:
+    with path.open(newline="") as f:
+        return next(csv.reader(f), None)
+
+
+def _truncate_after(path: Path, step: int, columns: list[str] | None) -> int | None:
+    """Drop the rows of ``path`` logged after ``step`` (and a last line cut short by a killed process);
+    return the number of rows kept, or ``None`` when there is no usable file (missing, empty, no header)."""
+    if not path.exists():
+        return None
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or (columns is not None and rows[0] != columns):
+        if rows:
+            raise ValueError(f"{path} is not an rlbook log (its header is {rows[0]}, expected {columns}); "
+                             "log into another folder")
+        path.unlink()
+        return None
+    header, body = rows[0], rows[1:]
+    kept = []
+    for row in body:
+        try:
+            if len(row) == len(header) and int(row[0]) <= step:
+                kept.append(row)
+        except ValueError:  # a partial line from a killed process
+            pass
+    if len(kept) != len(body):
+        dropped = len(body) - len(kept)
+        logger.warning("rlbook: %s: dropped %d row(s) logged after step %s, where this run continues",
+                       path, dropped, f"{step:,}")
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows([header, *kept])
+        os.replace(tmp, path)
+    return len(kept)
+
+
 class TensorBoardLogger(_PeriodicMetrics):
     """Log episode returns and lengths (``episode/return``, ``episode/length``) and agent metrics
     (``train/<name>``, averaged every ``every_steps`` steps) to TensorBoard under ``logdir``.
@@ -191,7 +251,9 @@ class TensorBoardLogger(_PeriodicMetrics):
     def before_training(self, trainer):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(self.logdir))
+        # A resumed run discards what an earlier run logged after the checkpoint's step.
+        purge = trainer.step + 1 if trainer.step > 0 else None
+        self.writer = SummaryWriter(log_dir=str(self.logdir), purge_step=purge)
         self._schedule_after(trainer.step)
 
     def after_episode(self, trainer, env_id, episode_return, episode_length):

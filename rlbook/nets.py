@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rlbook.config import check_int
+
 
 class MLP(nn.Module):
     """A fully connected network: ``in_dim -> hidden[0] -> ... -> hidden[-1] -> out_dim``.
@@ -29,12 +31,9 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (128, 128),
                  activation: type[nn.Module] = nn.ReLU):
         super().__init__()
-        for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        hidden = tuple(hidden)
-        if any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(f"hidden sizes must be positive integers, got {hidden!r}")
+        in_dim = check_int("in_dim", in_dim, 1)
+        out_dim = check_int("out_dim", out_dim, 1)
+        hidden = tuple(check_int(f"hidden[{i}]", h, 1) for i, h in enumerate(hidden))
         self.in_dim = in_dim
         self.out_dim = out_dim
         layers: list[nn.Module] = []

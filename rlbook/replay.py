@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rlbook.config import check_float, check_int
 from rlbook.transition import Transition
 
 
@@ -67,9 +68,10 @@ class ReplayBuffer:
     """Uniform experience replay over a preallocated NumPy ring, one stream segment per environment.
 
     Args:
-        capacity: transitions kept per environment times the number of environments, roughly: each
-            environment's segment keeps its most recent ``ceil(capacity / num_envs)`` transitions (one
-            fewer per finished episode in it, whose final observation takes a slot).
+        capacity: the most rows the buffer holds (at least ``num_envs``). Each environment keeps its newest
+            ``capacity // num_envs`` row positions (the first ``capacity % num_envs`` environments one more),
+            so the buffer never holds more than ``capacity`` rows; a finished episode's final observation
+            takes one of those positions.
         obs_shape: shape of one observation.
         obs_dtype: storage dtype of observations (keep Atari frames ``np.uint8``).
         action_shape: shape of one action (``()`` for discrete actions).
@@ -88,11 +90,9 @@ class ReplayBuffer:
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=np.float32,
                  action_shape: tuple[int, ...] = (), action_dtype=np.int64, num_envs: int | None = None,
                  n_step: int = 1):
-        if not isinstance(capacity, (int, np.integer)) or capacity < 2:
-            raise ValueError(f"capacity must be an integer >= 2, got {capacity!r}")
-        if not isinstance(n_step, (int, np.integer)) or n_step < 1:
-            raise ValueError(f"n_step must be a positive integer, got {n_step!r}")
-        self.capacity = int(capacity)
+        capacity = check_int("capacity", capacity, 2)
+        n_step = check_int("n_step", n_step, 1)
+        self.capacity = capacity
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.obs_dtype = np.dtype(obs_dtype)
         self.action_shape = tuple(int(d) for d in action_shape)
@@ -104,11 +104,15 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ storage
     def _allocate(self, num_envs: int) -> None:
-        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        self.num_envs = int(num_envs)
-        # Room for `per_env` rows plus the n slots ahead that hold the newest rows' next observations.
-        per_env = -(-self.capacity // self.num_envs)
+        self.num_envs = check_int("num_envs", num_envs, 1)
+        if self.capacity < self.num_envs:
+            raise ValueError(f"capacity ({self.capacity}) must be at least the number of environments "
+                             f"({self.num_envs}): each environment keeps at least one row")
+        # Each env keeps its `quota` newest row positions (the quotas sum to `capacity`), plus the n slots ahead
+        # that hold the newest rows' next observations.
+        self._quota = np.full(self.num_envs, self.capacity // self.num_envs, np.int64)
+        self._quota[: self.capacity % self.num_envs] += 1
+        per_env = int(self._quota.max())
         self.segment = per_env + self.n_step
         size = self.segment * self.num_envs
         self._obs = np.zeros((size, *self.obs_shape), self.obs_dtype)
@@ -255,11 +259,14 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ sampling
     def _valid(self, slots: np.ndarray) -> np.ndarray:
-        """True where ``slots`` hold a row whose next observation is still in the buffer."""
+        """True where ``slots`` hold a row among its environment's ``quota`` newest row positions whose next
+        observation is still in the buffer (so at most ``capacity`` rows are ever valid)."""
+        env = slots // self.segment
         position = self._position[slots]
         next_position = position + self._steps[slots]
-        next_slots = self._slot(slots // self.segment, next_position)
-        return self._is_row[slots] & (self._position[next_slots] == next_position)
+        next_slots = self._slot(env, next_position)
+        return (self._is_row[slots] & (self._position[next_slots] == next_position)
+                & (position >= self._head[env] - self._quota[env]))
 
     def __len__(self) -> int:
         """Rows that can be sampled now."""
@@ -351,12 +358,8 @@ class NStepFolder:
     """
 
     def __init__(self, n: int, gamma: float, num_envs: int | None = None):
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {gamma!r}")
-        self.n = int(n)
-        self.gamma = float(gamma)
+        self.n = check_int("n", n, 1)
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0)
         self.num_envs = num_envs
         k = np.arange(self.n)
         # fold[j, i] = gamma**(i - j) for i >= j: row j of a queue folds the rewards from j on.

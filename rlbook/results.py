@@ -126,25 +126,74 @@ def provenance(seeds: Sequence[int], command: str | None = None, extra_versions:
     }
 
 
+def results_path(name: str) -> Path:
+    """``results/<name>.json`` for a name like ``"04_cem/cem_cartpole"``; ``ValueError`` for a name that is
+    empty, absolute, has ``..`` or odd characters, or would land outside ``results/``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a results name is a non-empty string like '04_cem/cem_cartpole', got {name!r}")
+    parts = name.split("/")
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts) or not all(
+            all(c.isalnum() or c in "_-." for c in p) for p in parts):
+        raise ValueError(f"results name {name!r} must be folder/file names made of letters, digits, '_', '-' and "
+                         "'.', separated by '/', with no '..' (it names a file inside results/)")
+    folder = (repo_root() / "results").resolve()
+    path = (folder / f"{name}.json").resolve()
+    if folder not in path.parents:
+        raise ValueError(f"results name {name!r} points outside {folder}")
+    return path
+
+
 def write_results(name: str, metrics: dict[str, dict[str, Any]], seeds: Sequence[int],
                   command: str | None = None, extra_versions: Sequence[str] = (), **details: Any) -> Path:
     """Write ``results/<name>.json`` (``name`` like ``"04_cem/cem_cartpole"``) and return its path.
 
     ``metrics`` maps metric names to :func:`summarize` entries; ``details`` (settings, curves) are
-    stored in the provenance block beside the command."""
-    path = repo_root() / "results" / f"{name}.json"
+    stored in the provenance block beside the command. The file is strict JSON: a NaN or infinite number
+    anywhere is written as ``null`` and listed under ``"nonfinite"`` (its place and what it was), so the
+    reason is kept and every JSON reader can load the file."""
+    path = results_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"provenance": provenance(seeds, command, extra_versions, **details), "metrics": metrics}
-    path.write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
+    nonfinite: dict[str, str] = {}
+    payload = _finite_json(payload, "", nonfinite)
+    if nonfinite:
+        payload["nonfinite"] = nonfinite
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return path
 
 
 def load_results(name: str) -> dict[str, Any]:
     """Read ``results/<name>.json``, as written by :func:`write_results`."""
-    path = repo_root() / "results" / f"{name}.json"
+    path = results_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"no results file {path}; run the bench script that writes it (see README)")
     return json.loads(path.read_text())
+
+
+def _finite_json(value: Any, where: str, nonfinite: dict[str, str]) -> Any:
+    """``value`` as plain JSON types, with NaN and infinities replaced by ``None`` and recorded in ``nonfinite``."""
+    if isinstance(value, dict):
+        return {str(k): _finite_json(v, f"{where}.{k}" if where else str(k), nonfinite) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v, f"{where}[{i}]", nonfinite) for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return _finite_json(value.tolist(), where, nonfinite)
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if not np.isfinite(value):
+            nonfinite[where] = str(value)  # 'nan', 'inf' or '-inf'
+            return None
+        return value
+    if value is None or isinstance(value, (int, str)):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} at {where or 'the top'} in a results file")
 
 
 def _relative_script(path: str) -> str:
@@ -152,11 +201,3 @@ def _relative_script(path: str) -> str:
         return str(Path(path).resolve().relative_to(repo_root()))
     except ValueError:
         return Path(path).name
-
-
-def _jsonable(value: Any):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} in a results file")

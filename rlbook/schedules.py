@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+from rlbook.config import check_float, check_int
 
 
 class LinearSchedule:
@@ -18,11 +18,9 @@ class LinearSchedule:
     """
 
     def __init__(self, start: float, end: float, duration: int):
-        if not isinstance(duration, (int, np.integer)) or duration < 0:
-            raise ValueError(f"duration must be a non-negative integer number of steps, got {duration!r}")
-        self.start = float(start)
-        self.end = float(end)
-        self.duration = int(duration)
+        self.start = check_float("start", start)
+        self.end = check_float("end", end)
+        self.duration = check_int("duration", duration, 0)
 
     def value_at(self, step: int) -> float:
         """The value after ``step`` steps (``step`` >= 0)."""
@@ -47,11 +45,9 @@ class ExponentialSchedule:
     """
 
     def __init__(self, start: float, end: float, half_life: float):
-        if not half_life > 0:
-            raise ValueError(f"half_life must be a positive number of steps, got {half_life!r}")
-        self.start = float(start)
-        self.end = float(end)
-        self.half_life = float(half_life)
+        self.start = check_float("start", start)
+        self.end = check_float("end", end)
+        self.half_life = check_float("half_life", half_life, 0.0, low_open=True)
         self.decay = 0.5 ** (1.0 / self.half_life)
 
     def value_at(self, step: int) -> float:

@@ -13,14 +13,15 @@ CliffWalking, :class:`~rlbook.envs.toy.FiniteMDPEnv`) and run under the same
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
+from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.mdp import SolveResult, check_gamma, solve_arrays
 from rlbook.schedules import LinearSchedule
 
@@ -49,25 +50,12 @@ def _argmax_random_ties(rng: np.random.Generator, values: np.ndarray) -> np.ndar
     return _random_available(rng, best)
 
 
-def _config_from(cls, config, overrides: dict[str, Any]):
-    config = cls() if config is None else config
-    if not isinstance(config, cls):
-        raise TypeError(f"config must be a {cls.__name__}, got {type(config).__name__}")
-    names = {f.name for f in fields(cls)}
-    unknown = set(overrides) - names
-    if unknown:
-        raise TypeError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
-    return cls(**{**asdict(config), **overrides})
-
-
 def _check_exploration(config: Any) -> None:
     """Validate the epsilon fields shared by the tabular configs."""
-    for name in ("epsilon", "epsilon_end"):
-        value = getattr(config, name)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    if config.epsilon_decay_steps < 0:
-        raise ValueError(f"epsilon_decay_steps must be >= 0, got {config.epsilon_decay_steps}")
+    check_float("epsilon", config.epsilon, 0.0, 1.0)
+    if config.epsilon_end is not None:
+        check_float("epsilon_end", config.epsilon_end, 0.0, 1.0)
+    check_int("epsilon_decay_steps", config.epsilon_decay_steps, 0)
 
 
 class _TabularAgent(Agent):
@@ -76,14 +64,14 @@ class _TabularAgent(Agent):
     supported_observation_spaces = (gym.spaces.Discrete,)
     supported_action_spaces = (gym.spaces.Discrete,)
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, action_mask: Any, seed: int | None):
-        super().__init__(observation_space, action_space)
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any = None, **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
         self.n_states = int(observation_space.n)
         self.n_actions = int(action_space.n)
         self._obs_start = int(observation_space.start)
         self._act_start = int(action_space.start)
-        self.action_mask = _check_mask(action_mask, self.n_states, self.n_actions)
-        self.rng = np.random.default_rng(seed)
+        self.action_mask = _check_mask(self.config.action_mask, self.n_states, self.n_actions)
+        self.rng = np.random.default_rng(self.config.seed)
 
     def epsilon_at(self, step: int) -> float:
         """Exploration probability after ``step`` environment steps: ``config.epsilon``, decaying
@@ -94,19 +82,27 @@ class _TabularAgent(Agent):
         return LinearSchedule(c.epsilon, c.epsilon_end, c.epsilon_decay_steps).value_at(step)
 
     def _states(self, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(obs, dtype=np.int64).reshape(-1) - self._obs_start
+        """Table rows ``(n,)`` of a batch of observations; ``ValueError`` for states outside the space."""
+        obs = np.asarray(obs).reshape(-1)
+        states = obs.astype(np.int64) - self._obs_start
+        if len(states) and (states.min() < 0 or states.max() >= self.n_states
+                            or (obs.dtype.kind not in "iu" and np.any(obs != states + self._obs_start))):
+            bad = obs[(states < 0) | (states >= self.n_states) | (obs != states + self._obs_start)][0]
+            raise ValueError(f"state {bad.item()!r} is not in the observation space {self.observation_space}")
+        return states
 
     def _actions(self, actions: np.ndarray) -> np.ndarray:
         return np.asarray(actions, dtype=np.int64).reshape(-1) - self._act_start
 
 
 # ---------------------------------------------------------------------------------------------- Q-learning
-@dataclass
-class QLearningConfig:
-    """Hyperparameters of :class:`QLearningAgent`."""
+@dataclass(kw_only=True)
+class QLearningConfig(AgentConfig):
+    """Hyperparameters of :class:`QLearningAgent` (``seed`` and ``device`` come from
+    :class:`~rlbook.config.AgentConfig`; a table needs no device)."""
 
     alpha: float = 0.1
-    """Learning rate at step 0."""
+    """Learning rate at step 0, in (0, 1]."""
     alpha_decay: float = 0.0
     """Learning-rate decay: ``alpha_t = alpha / (1 + t * alpha_decay)`` after ``t`` updates (0: constant)."""
     gamma: float = 0.99
@@ -119,13 +115,14 @@ class QLearningConfig:
     """Environment steps over which epsilon falls linearly from ``epsilon`` to ``epsilon_end``."""
     initial_q: float = 0.0
     """Initial value of every available ``Q[s, a]`` (optimistic values drive exploration)."""
+    action_mask: tuple[tuple[bool, ...], ...] | None = None
+    """Which actions each state allows, ``S`` rows of ``A`` booleans (an ``(S, A)`` array is fine; ``None``:
+    all). Exploration draws only allowed actions and neither the greedy choice nor the max uses the others."""
 
-    def __post_init__(self):
+    def validate(self) -> None:
         check_gamma(self.gamma)
-        if self.alpha <= 0 or self.alpha > 1:
-            raise ValueError(f"alpha must lie in (0, 1], got {self.alpha}")
-        if self.alpha_decay < 0:
-            raise ValueError(f"alpha_decay must be >= 0, got {self.alpha_decay}")
+        check_float("alpha", self.alpha, 0.0, 1.0, low_open=True)
+        check_float("alpha_decay", self.alpha_decay, 0.0)
         _check_exploration(self)
 
 
@@ -144,20 +141,19 @@ class QLearningAgent(_TabularAgent):
 
     Args:
         observation_space, action_space: ``Discrete`` spaces (``TypeError`` otherwise).
-        config: a :class:`QLearningConfig`; keyword arguments override its fields.
-        action_mask: optional ``(S, A)`` booleans of the actions each state allows: exploration
-            draws only allowed actions and neither the greedy choice nor the max uses the others.
-        seed: seeds the agent's generator (exploration and tie-breaking).
+        config: a :class:`QLearningConfig` (its ``action_mask`` says which actions each state allows,
+            its ``seed`` seeds exploration and tie-breaking); keyword arguments override its fields.
 
     Attributes:
         Q: the table, float64 ``(S, A)``; unavailable entries are ``-inf``.
         num_updates: rows learned from so far (the ``t`` of the alpha decay).
     """
 
+    config_class = QLearningConfig
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: QLearningConfig | None = None,
-                 *, action_mask: Any = None, seed: int | None = None, **overrides: Any):
-        super().__init__(observation_space, action_space, action_mask, seed)
-        self.config = _config_from(QLearningConfig, config, overrides)
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
         self.Q = np.where(self.action_mask, self.config.initial_q, -np.inf)
         self.num_updates = 0
         self._pending: Transition | None = None
@@ -171,6 +167,8 @@ class QLearningAgent(_TabularAgent):
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         if explore and len(obs) == 1:  # single env: scalar draws avoid array overhead
             state = int(obs[0]) - self._obs_start
+            if not 0 <= state < self.n_states or obs[0] != state + self._obs_start:
+                self._states(obs)  # raises the clear error
             if self.rng.random() < self.epsilon_at(self.num_steps):
                 choices = np.flatnonzero(self.action_mask[state])
             else:
@@ -244,27 +242,29 @@ class QLearningAgent(_TabularAgent):
     # -------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "Q": torch.from_numpy(self.Q.copy()), "num_updates": self.num_updates,
-                "config": asdict(self.config), "action_mask": torch.from_numpy(self.action_mask.copy()),
                 "rng": rng_state(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         Q = state["Q"].numpy().astype(np.float64)
         if Q.shape != self.Q.shape:
             raise ValueError(f"checkpoint Q-table has shape {tuple(Q.shape)}, this agent {self.Q.shape}")
+        super().load_state_dict(state)
         self.Q = Q
         self.num_updates = int(state["num_updates"])
-        self.config = QLearningConfig(**state["config"])
-        self.action_mask = state["action_mask"].numpy().astype(bool)
         set_rng_state(self.rng, state["rng"])
+
+    def nonfinite(self) -> str | None:
+        """Unavailable actions hold ``-inf`` by design; any NaN, or ``+inf``, means divergence."""
+        return "the Q-table" if np.isnan(self.Q).any() or np.isposinf(self.Q).any() else None
 
 
 # ---------------------------------------------------------------------------------------------- model-based
-@dataclass
-class ModelBasedConfig:
-    """Hyperparameters of :class:`ModelBasedAgent`."""
+@dataclass(kw_only=True)
+class ModelBasedConfig(AgentConfig):
+    """Hyperparameters of :class:`ModelBasedAgent` (``seed`` and ``device`` come from
+    :class:`~rlbook.config.AgentConfig`; a table needs no device)."""
 
-    method: str = "values"
+    method: Literal["values", "q"] = "values"
     """``"values"``: value iteration on V, act by one-step lookahead; ``"q"``: Q-iteration, act by argmax Q."""
     gamma: float = 0.9
     """Discount factor of the learned MDP."""
@@ -281,15 +281,15 @@ class ModelBasedConfig:
     """Final epsilon of a linear decay (``None``: epsilon stays constant)."""
     epsilon_decay_steps: int = 0
     """Environment steps over which epsilon falls linearly from ``epsilon`` to ``epsilon_end``."""
+    action_mask: tuple[tuple[bool, ...], ...] | None = None
+    """Which actions each state allows, ``S`` rows of ``A`` booleans (``None``: all)."""
 
-    def __post_init__(self):
-        if self.method not in ("values", "q"):
-            raise ValueError(f"method must be 'values' or 'q', got {self.method!r}")
+    def validate(self) -> None:
         check_gamma(self.gamma)
-        if self.steps_per_iteration < 1:
-            raise ValueError(f"steps_per_iteration must be >= 1, got {self.steps_per_iteration}")
-        if self.sweeps is not None and self.sweeps < 1:
-            raise ValueError(f"sweeps must be >= 1 or None, got {self.sweeps}")
+        check_int("steps_per_iteration", self.steps_per_iteration, 1)
+        if self.sweeps is not None:
+            check_int("sweeps", self.sweeps, 1)
+        check_float("tol", self.tol, 0.0, low_open=True)
         _check_exploration(self)
 
 
@@ -312,19 +312,19 @@ class ModelBasedAgent(_TabularAgent):
 
     Args:
         observation_space, action_space: ``Discrete`` spaces (``TypeError`` otherwise).
-        config: a :class:`ModelBasedConfig`; keyword arguments override its fields.
-        action_mask: optional ``(S, A)`` booleans of the allowed actions.
-        seed: seeds the agent's generator.
+        config: a :class:`ModelBasedConfig` (with the ``action_mask`` of allowed actions and the ``seed`` of the
+            agent's generator); keyword arguments override its fields.
 
     Attributes:
         counts: int64 ``(S, A, S)``; ``reward_sums``: float64 ``(S, A, S)``.
         V: ``(S,)`` and Q: ``(S, A)`` of the last solve. iterations: solves done. last_solve: its SolveResult.
     """
 
+    config_class = ModelBasedConfig
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: ModelBasedConfig | None = None,
-                 *, action_mask: Any = None, seed: int | None = None, **overrides: Any):
-        super().__init__(observation_space, action_space, action_mask, seed)
-        self.config = _config_from(ModelBasedConfig, config, overrides)
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
         S, A = self.n_states, self.n_actions
         self.counts = np.zeros((S, A, S), dtype=np.int64)
         self.reward_sums = np.zeros((S, A, S))
@@ -400,20 +400,17 @@ class ModelBasedAgent(_TabularAgent):
         return {**super().state_dict(), "counts": torch.from_numpy(self.counts.copy()),
                 "reward_sums": torch.from_numpy(self.reward_sums.copy()), "V": torch.from_numpy(self.V.copy()),
                 "Q": torch.from_numpy(self.Q.copy()), "iterations": self.iterations,
-                "steps_at_last_solve": self._steps_at_last_solve, "config": asdict(self.config),
-                "action_mask": torch.from_numpy(self.action_mask.copy()), "rng": rng_state(self.rng)}
+                "steps_at_last_solve": self._steps_at_last_solve, "rng": rng_state(self.rng)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         counts = state["counts"].numpy()
         if counts.shape != self.counts.shape:
             raise ValueError(f"checkpoint counts have shape {tuple(counts.shape)}, this agent {self.counts.shape}")
+        super().load_state_dict(state)
         self.counts = counts.astype(np.int64)
         self.reward_sums = state["reward_sums"].numpy().astype(np.float64)
         self.V = state["V"].numpy().astype(np.float64)
         self.Q = state["Q"].numpy().astype(np.float64)
         self.iterations = int(state["iterations"])
         self._steps_at_last_solve = int(state["steps_at_last_solve"])
-        self.config = ModelBasedConfig(**state["config"])
-        self.action_mask = state["action_mask"].numpy().astype(bool)
         set_rng_state(self.rng, state["rng"])

@@ -23,8 +23,11 @@ transition from one episode's last observation to the next episode's first never
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,11 +36,24 @@ from typing import Any
 import numpy as np
 
 from rlbook.agents.base import Agent, Transition
+from rlbook.config import check_bool, check_float, check_int, check_seed
 from rlbook.envs import as_vector_env
+
+logger = logging.getLogger("rlbook")
+
+
+class TrainingDiverged(RuntimeError):
+    """Learning produced non-finite numbers (NaN or infinity): the run stops and no checkpoint is written."""
 
 
 class Plugin:
-    """Base class of trainer plugins; override the hooks you need. Every hook gets the trainer."""
+    """Base class of trainer plugins; override the hooks you need. Every hook gets the trainer.
+
+    Plugins run in the order given, except that a plugin with a lower ``priority`` runs first
+    (the :class:`Checkpoint` plugin restores the run before the loggers look at its step)."""
+
+    #: Lower runs first; the default is 0.
+    priority: int = 0
 
     def before_training(self, trainer: Trainer) -> None: ...
 
@@ -79,9 +95,21 @@ class Trainer:
         objective: an :class:`Objective`; the environment's reward by default.
         seed: seeds the first ``env.reset``; ``None`` leaves the environment unseeded.
         train: ``False`` runs the agent greedily without learning (evaluation or a demo).
+        check_every: environment steps between two checks that the agent's learning state is finite
+            (:meth:`~rlbook.agents.base.Agent.nonfinite`; each costs one device sync).
 
     After :meth:`run`, ``episode_returns``, ``episode_lengths`` and ``episode_end_steps`` hold one
     entry per finished episode, ``step`` the environment steps taken, ``stop_reason`` why it ended.
+
+    Interruptions: while :meth:`run` is in progress, Ctrl-C (SIGINT) and SIGTERM do not cut a step in
+    half: the loop finishes the step it is in (so the agent's and the trainer's step counters agree),
+    then stops; plugins see it in ``on_error`` and ``after_training`` (checkpoints save, logs flush).
+    After Ctrl-C, :meth:`run` returns with ``interrupted`` set; after SIGTERM it raises ``SystemExit``
+    (exit status 143) once everything is saved. A second Ctrl-C stops at once.
+
+    Divergence: a non-finite reward or observation from the environment raises ``ValueError`` at the
+    step it appears; learning state that becomes non-finite raises :class:`TrainingDiverged` at the next
+    check (every ``check_every`` steps and before every checkpoint), and no checkpoint is written from it.
     """
 
     def __init__(
@@ -95,21 +123,29 @@ class Trainer:
         objective: Objective | None = None,
         seed: int | None = None,
         train: bool = True,
+        check_every: int = 1_000,
     ):
+        if not isinstance(agent, Agent):
+            raise TypeError(f"agent must be an rlbook Agent, got {type(agent).__name__}")
         if total_steps is None and total_episodes is None:
             raise ValueError("give a budget: total_steps and/or total_episodes")
-        for name, value in (("total_steps", total_steps), ("total_episodes", total_episodes)):
-            if value is not None and (not isinstance(value, (int, np.integer)) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.total_steps = None if total_steps is None else check_int("total_steps", total_steps, 1)
+        self.total_episodes = None if total_episodes is None else check_int("total_episodes", total_episodes, 1)
+        self.seed = check_seed("seed", seed)
+        self.train = check_bool("train", train)
+        self.check_every = check_int("check_every", check_every, 1)
+        if isinstance(plugins, Plugin) or not isinstance(plugins, Sequence):
+            raise TypeError(f"plugins must be a list of Plugin objects, got {type(plugins).__name__}")
+        for p in plugins:
+            if not isinstance(p, Plugin):
+                raise TypeError(f"every plugin must be an rlbook Plugin, got {type(p).__name__}")
+        if objective is not None and not callable(objective):
+            raise TypeError(f"objective must be an Objective (callable), got {type(objective).__name__}")
         self.agent = agent
         self.env = as_vector_env(env)
         self._check_env_matches_agent()
-        self.total_steps = total_steps
-        self.total_episodes = total_episodes
-        self.plugins = list(plugins)
+        self.plugins = sorted(plugins, key=lambda p: p.priority)  # stable: equal priorities keep their order
         self.objective = objective or Objective()
-        self.seed = seed
-        self.train = train
 
         self.step = 0
         self.episode_returns: list[float] = []
@@ -118,9 +154,12 @@ class Trainer:
         self.last_metrics: dict[str, Any] = {}
         self.stop_reason: str | None = None
         self.interrupted = False
+        self.signal: int | None = None  # the signal that stopped the run, if one did
         self.start_time = math.nan
         self.elapsed = 0.0  # seconds of training, accumulated over resumed runs
         self._elapsed_before = 0.0
+        self._step_offset = 0  # agent.num_steps - step at the start of the run (agents can outlive trainers)
+        self._last_check = 0
 
     # ------------------------------------------------------------------ public
     @property
@@ -143,27 +182,53 @@ class Trainer:
             return math.nan
         return float(np.mean(self.episode_returns[-window:]))
 
+    def counters_agree(self) -> bool:
+        """True when the agent has observed exactly the steps this run counted (no step cut in half)."""
+        return not self.train or self.agent.num_steps - self.step == self._step_offset
+
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` when the agent's learning state is no longer finite."""
+        problem = self.agent.nonfinite() if self.train else None
+        if problem:
+            hint = self.agent.divergence_hint()
+            raise TrainingDiverged(
+                f"training diverged: {problem} became non-finite (NaN or infinite) between step {self._last_check:,} "
+                f"(the last check, all finite) and step {self.step:,}. "
+                + (f"Likely causes: {hint}. " if hint else "")
+                + "No checkpoint was written from the diverged state.")
+        self._last_check = self.step
+
     def run(self) -> Trainer:
         """Run the loop. A Ctrl-C ends it cleanly (plugins see it in ``on_error``; checkpoints save)
-        and sets ``interrupted``; any other error is re-raised after ``on_error``."""
+        and sets ``interrupted``; SIGTERM does the same, then raises ``SystemExit(143)``; any other
+        error is re-raised after ``on_error``."""
         self.stop_reason = None
         self.interrupted = False
-        try:
-            self._call("before_training")
-            self.start_time = time.perf_counter()
-            self._elapsed_before = self.elapsed
-            self._loop()
-        except KeyboardInterrupt as error:
-            self.interrupted = True
-            self.stop("interrupted")
-            self._call("on_error", error)
-        except BaseException as error:
-            self._update_elapsed()
-            self._call("on_error", error)
-            raise
-        finally:
-            self._update_elapsed()
-        self._call("after_training")
+        self.signal = None
+        with _StopOnSignals(self):
+            try:
+                self._call("before_training")
+                self._step_offset = self.agent.num_steps - self.step
+                self._last_check = self.step
+                self.start_time = time.perf_counter()
+                self._elapsed_before = self.elapsed
+                self._loop()
+                if self.signal is not None:
+                    raise KeyboardInterrupt  # stopped cleanly at a step boundary: report it as an interruption
+            except KeyboardInterrupt as error:
+                self.interrupted = True
+                self.stop("interrupted" if self.signal in (None, signal.SIGINT) else "terminated (SIGTERM)")
+                self._call("on_error", error)
+            except BaseException as error:
+                self._update_elapsed()
+                self._call("on_error", error)
+                raise
+            finally:
+                self._update_elapsed()
+            self._call("after_training")
+        if self.signal == signal.SIGTERM:
+            logger.warning("rlbook: stopped by SIGTERM at step %s; exiting with status 143", f"{self.step:,}")
+            raise SystemExit(128 + signal.SIGTERM)
         return self
 
     def state_dict(self) -> dict[str, Any]:
@@ -193,6 +258,9 @@ class Trainer:
         seed = None if self.seed is None else self.seed + self.step
         agent.begin_run(n)
         obs, _ = env.reset(seed=seed)
+        check_obs = np.issubdtype(np.asarray(obs).dtype, np.floating)
+        if check_obs:
+            self._check_inputs(None, obs, np.zeros(n, bool))
         episode_return = np.zeros(n, dtype=np.float64)
         episode_length = np.zeros(n, dtype=np.int64)
         needs_reset = np.zeros(n, dtype=bool)  # rows whose next step is an autoreset
@@ -204,8 +272,10 @@ class Trainer:
                 self._call("before_step")
             actions = agent.act_batch(obs, explore=self.train)
             next_obs, reward, terminated, truncated, infos = env.step(actions)
-            ended = terminated | truncated
             resetting = needs_reset.any()
+            if not np.isfinite(reward).all() or (check_obs and not np.isfinite(next_obs).all()):
+                self._check_inputs(reward, next_obs, needs_reset)
+            ended = terminated | truncated
             # Autoreset rows carry no real transition: mask them out of everything.
             if resetting:
                 ended &= ~needs_reset
@@ -214,10 +284,11 @@ class Trainer:
             if resetting:
                 episode_return[needs_reset] = 0.0  # a reward wrapper may give the reset row a reward
                 episode_length[needs_reset] = 0
+            real = n - int(needs_reset.sum()) if resetting else n
 
             transition = None
             metrics: dict[str, Any] = {}
-            if self.train:
+            if self.train and real:
                 transition = Transition(
                     obs=obs,
                     action=np.asarray(actions),
@@ -230,15 +301,18 @@ class Trainer:
                 if resetting:
                     transition = transition.select(~needs_reset)
                     infos = _select_infos(infos, ~needs_reset)
-                if len(transition):
-                    transition.reward = np.asarray(self.objective(transition, infos), dtype=np.float32)
-                    agent.observe(transition)
-                    metrics = agent.update()
-                    if metrics:
-                        self.last_metrics = metrics
-                else:
-                    transition = None  # a step that only reset environments: nothing real happened
-            self.step += n - int(needs_reset.sum()) if resetting else n
+                transition.reward = np.asarray(self.objective(transition, infos), dtype=np.float32)
+                if transition.reward.shape != (real,) or not np.isfinite(transition.reward).all():
+                    self._check_objective(transition.reward, real)
+                agent.observe(transition)
+                self.step += real  # together with observe: the two counters move as one
+                metrics = agent.update()
+                if metrics:
+                    self.last_metrics = metrics
+                if self.step - self._last_check >= self.check_every:
+                    self.check_finite()
+            else:
+                self.step += real  # a step that only reset environments adds 0
 
             if resetting:
                 for i in np.flatnonzero(needs_reset):
@@ -255,6 +329,31 @@ class Trainer:
             obs = next_obs
             if self.plugins:
                 self._call("after_step", transition, metrics)
+        if self.train:
+            self.check_finite()
+
+    def _check_inputs(self, reward: np.ndarray | None, obs: np.ndarray, ignore: np.ndarray) -> None:
+        """Raise ``ValueError`` naming the step and environment of a non-finite reward or observation."""
+        if reward is not None:
+            bad = ~np.isfinite(reward) & ~ignore
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"the environment returned a non-finite reward ({reward[i]}) at step "
+                                 f"{self.step:,} (environment {i} of the vector); the agent did not see it")
+        if np.issubdtype(np.asarray(obs).dtype, np.floating):
+            bad = ~np.isfinite(np.asarray(obs).reshape(len(obs), -1)).all(axis=1)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"the environment returned a non-finite observation at step {self.step:,} "
+                                 f"(environment {i} of the vector): {obs[i]}; the agent did not see it")
+
+    def _check_objective(self, reward: np.ndarray, rows: int) -> None:
+        if reward.shape != (rows,):
+            raise ValueError(f"the objective {type(self.objective).__name__} returned rewards of shape "
+                             f"{reward.shape}; expected ({rows},), one per transition row")
+        i = int(np.flatnonzero(~np.isfinite(reward))[0])
+        raise ValueError(f"the objective {type(self.objective).__name__} returned a non-finite reward "
+                         f"({reward[i]}) at step {self.step:,}; the agent did not see it")
 
     def _budget_spent(self) -> bool:
         if self.stop_reason is not None:
@@ -284,6 +383,41 @@ class Trainer:
             )
 
 
+class _StopOnSignals:
+    """While a run is in progress, the first SIGINT (Ctrl-C) or SIGTERM asks the loop to stop after the
+    current step; a second SIGINT interrupts at once (``KeyboardInterrupt``). Handlers can only be set in
+    the main thread; elsewhere Ctrl-C keeps its usual meaning (``KeyboardInterrupt`` where it lands)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        trainer = self.trainer
+        if trainer.signal is None:
+            trainer.signal = signum
+            trainer.stop("interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)")
+            name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+            logger.warning("rlbook: %s received at step %s: finishing this step, then saving and stopping%s", name,
+                           f"{trainer.step:,}", " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        return False
+
+
 def _select_infos(infos: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
     """The rows of a vector env's ``infos`` where ``mask`` holds (nested dicts and ``_key`` masks too),
     so that an :class:`Objective` sees infos aligned with the transition's rows."""
@@ -305,10 +439,8 @@ class StopOnReward(Plugin):
     ``solved_at_step`` and ``solved_at_seconds`` record when that happened (``None`` if never)."""
 
     def __init__(self, threshold: float, window: int = 100):
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.threshold = float(threshold)
-        self.window = int(window)
+        self.threshold = check_float("threshold", threshold)
+        self.window = check_int("window", window, 1)
         self.solved_at_step: int | None = None
         self.solved_at_seconds: float | None = None
 
@@ -324,21 +456,30 @@ class Checkpoint(Plugin):
     """Save the agent and the trainer's progress to ``path``, and resume from it.
 
     Args:
-        path: the checkpoint file (written atomically).
+        path: the checkpoint file (sealed with a digest and written atomically: see :mod:`rlbook.checkpoints`).
         every_steps: also save every this many environment steps (``None``: only at the end).
         resume: if ``path`` exists when training starts, load it and continue from its step.
-        on_interrupt: save when the run is interrupted by Ctrl-C or fails with an error.
+        on_interrupt: save when the run is interrupted (Ctrl-C, SIGTERM) or fails with an error.
+
+    A checkpoint is never written from a state that cannot be resumed exactly: not when learning has
+    diverged (non-finite weights or losses: the last good checkpoint stays), and not when a forced
+    interrupt (a second Ctrl-C) cut a step in half (the agent's and the trainer's step counters would
+    disagree). It runs before the other plugins (``priority = -100``), so that loggers see the resumed step.
     """
+
+    priority = -100
 
     def __init__(self, path: str | os.PathLike, every_steps: int | None = None, resume: bool = True,
                  on_interrupt: bool = True):
-        if every_steps is not None and every_steps <= 0:
-            raise ValueError(f"every_steps must be positive, got {every_steps}")
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file path, got {type(path).__name__}")
         self.path = Path(path)
-        self.every_steps = every_steps
-        self.resume = resume
-        self.on_interrupt = on_interrupt
+        self.every_steps = None if every_steps is None else check_int("every_steps", every_steps, 1)
+        self.resume = check_bool("resume", resume)
+        self.on_interrupt = check_bool("on_interrupt", on_interrupt)
         self.resumed_from_step: int | None = None
+        #: The step of the last checkpoint this plugin wrote (``None`` before the first).
+        self.saved_at_step: int | None = None
         self._next_save = math.inf
         self._ready = False  # True once before_training finished: only then is the agent worth saving
 
@@ -360,14 +501,32 @@ class Checkpoint(Plugin):
             self._next_save = (trainer.step // self.every_steps + 1) * self.every_steps
 
     def on_error(self, trainer, error):
-        # Never overwrite a checkpoint with an agent that failed to load or start.
-        if self.on_interrupt and self._ready:
+        # Never overwrite a checkpoint with an agent that failed to load or start, or that diverged.
+        # After an interruption after_training follows and saves.
+        if not (self.on_interrupt and self._ready) or isinstance(error, (KeyboardInterrupt, TrainingDiverged)):
+            return
+        try:
             self.save(trainer)
+        except TrainingDiverged as diverged:
+            logger.warning("rlbook: not saving %s after the error: %s", self.path, diverged)
 
     def after_training(self, trainer):
-        if self._ready:
-            self.save(trainer)
+        if not self._ready or (trainer.interrupted and not self.on_interrupt):
+            return
+        self.save(trainer)
+        if trainer.interrupted and self.saved_at_step == trainer.step:
+            logger.warning("rlbook: checkpoint saved to %s at step %s; run again with the same Checkpoint to resume",
+                           self.path, f"{trainer.step:,}")
 
     def save(self, trainer: Trainer) -> None:
+        """Write the checkpoint now (after checking that the state is finite and whole)."""
+        if not trainer.counters_agree():
+            kept = "no checkpoint" if self.saved_at_step is None else f"the checkpoint of step {self.saved_at_step:,}"
+            logger.warning("rlbook: not saving %s: the run was interrupted in the middle of a step (the agent has "
+                           "seen %s steps, the trainer counted %s); %s is kept", self.path,
+                           f"{trainer.agent.num_steps - trainer._step_offset:,}", f"{trainer.step:,}", kept)
+            return
+        trainer.check_finite()
         trainer._update_elapsed()
         trainer.agent.save(self.path, extra={"trainer": trainer.state_dict()})
+        self.saved_at_step = trainer.step

@@ -183,8 +183,15 @@ def test_save_load_round_trip(tmp_path):
     Trainer(agent, gym.make("CartPole-v1"), total_episodes=40, seed=1).run()
     assert agent.num_batches == 2 and agent.kept_elite
     path = agent.save(tmp_path / "cem.pt")
-    other = CEMAgent(*CARTPOLE_SPACES, CEMConfig.cartpole(seed=99, keep_elite=20))
-    other.load(path)
+    # a config that differs is refused, naming the fields, and leaves the agent as it was
+    stranger = CEMAgent(*CARTPOLE_SPACES, CEMConfig.cartpole(seed=99, keep_elite=20, lr=0.02))
+    before = [p.clone() for p in stranger.net.parameters()]
+    with pytest.raises(ValueError, match=r"seed: saved 1 vs 99; lr: saved 0\.01 vs 0\.02"):
+        stranger.load(path)
+    assert all(torch.equal(a, b) for a, b in zip(before, stranger.net.parameters())) and stranger.num_steps == 0
+    other = CEMAgent.from_checkpoint(path)  # the saved config and spaces
+    assert other.config == cfg and other.observation_space == CARTPOLE_SPACES[0]
+    assert other.optimizer.param_groups[0]["lr"] == cfg.lr
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     np.testing.assert_array_equal(agent.act(obs, explore=True), other.act(obs, explore=True))
     np.testing.assert_array_equal(agent.act(obs, explore=False), other.act(obs, explore=False))
@@ -204,7 +211,7 @@ def test_save_load_round_trip(tmp_path):
 
 def test_load_rejects_a_different_network(tmp_path):
     path = CEMAgent(*CARTPOLE_SPACES, CEMConfig(seed=0)).save(tmp_path / "a.pt")
-    with pytest.raises(ValueError, match="parameter shapes"):
+    with pytest.raises(ValueError, match=r"saved by an agent for the observation space Box.*\(4,\)"):
         CEMAgent(gym.spaces.Box(-1, 1, (6,)), gym.spaces.Discrete(2), CEMConfig(seed=0)).load(path)
 
 

@@ -44,7 +44,7 @@ def test_seed_everything_makes_runs_repeat():
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
 def test_seed_everything_rejects_bad_seeds(bad):
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises((TypeError, ValueError), match="seed must be a non-negative integer"):
         rlbook.seed_everything(bad)
 
 
@@ -114,6 +114,24 @@ def test_write_and_load_results_round_trip(tmp_path, monkeypatch):
     assert load_results("test/demo")["metrics"]["x"]["median"] == 1.5
     with pytest.raises(FileNotFoundError, match="run the bench script"):
         load_results("test/missing")
+
+
+def test_results_files_are_strict_json_and_stay_inside_results(tmp_path, monkeypatch):
+    (tmp_path / "rlbook").mkdir()
+    (tmp_path / "results").mkdir()
+    monkeypatch.chdir(tmp_path)
+    metrics = {"x": {"unit": "s", "values": [1.0, float("nan")], "median": float("inf"), "iqr": [0.5, -np.inf]}}
+    path = write_results("demo/nan", metrics, seeds=[0], command="python demo.py", curve=np.array([1.0, np.nan]))
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert data["metrics"]["x"]["values"] == [1.0, None] and data["metrics"]["x"]["median"] is None
+    assert data["nonfinite"] == {"metrics.x.values[1]": "nan", "metrics.x.median": "inf",
+                                 "metrics.x.iqr[1]": "-inf", "provenance.curve[1]": "nan"}
+    for name in ("../../x", "../x", "a/../../x", "/tmp/x", "", "a//b", "a b", "./x"):
+        with pytest.raises(ValueError, match="results name"):
+            write_results(name, {}, seeds=[])
+    assert not (tmp_path / "x.json").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["results", "rlbook"]
 
 
 def test_every_module_imports_on_its_own():

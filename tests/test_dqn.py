@@ -67,20 +67,17 @@ def test_targets_double_dqn_by_hand():
 
 
 def test_loss_is_huber_or_mse_of_the_taken_action():
-    for loss, expected in (("mse", (3.7 - 1) ** 2 / 2), ("huber", (2.7 - 0.5) / 2)):
+    # targets 3.7 and 2 (see above) against Q(s, a=0) = 1 and 0: TD errors 2.7 and 2.
+    # MSE: (2.7**2 + 2**2) / 2. Huber (smooth L1, delta 1): (2.7 - 0.5 + 2 - 0.5) / 2.
+    for loss, expected in (("mse", (2.7**2 + 2.0**2) / 2), ("huber", (2.2 + 1.5) / 2)):
         agent = DQNAgent(BOX2, TWO, small_config(loss=loss))
         agent.target_net = Scaled(1.0)
         agent.q_net = Scaled(1.0)
         batch = {k: v[:2] for k, v in hand_batch(agent).items()}
         batch["obs"] = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # Q(s, a=0) = 1 and 0
         value, q_taken = agent.compute_loss(batch)
-        # errors: 3.7 - 1 = 2.7 and 2 - 0 = 2 -> MSE (2.7**2 + 4) / 2; Huber (2.2 + 1.5) / 2
-        if loss == "mse":
-            assert value.item() == pytest.approx((2.7**2 + 4) / 2, rel=1e-6)
-        else:
-            assert value.item() == pytest.approx((2.2 + 1.5) / 2, rel=1e-6)
+        assert value.item() == pytest.approx(expected, rel=1e-6)
         torch.testing.assert_close(q_taken, torch.tensor([1.0, 0.0]))
-        assert expected > 0
 
 
 def test_act_uses_one_forward_pass_and_explores_at_epsilon_one():

@@ -306,3 +306,49 @@ def test_nstep_return_equals_brute_force(n, gamma, rewards, ends):
             episode += 1
             t = 0
     assert out == expected_rows(raw, n, gamma)
+
+
+def test_nstep_buffer_never_holds_more_rows_than_its_capacity():
+    # The reproducer: capacity 7, 4-step rows, short truncated episodes used to give 8 rows.
+    buffer = ReplayBuffer(7, (1,), n_step=4, num_envs=1)
+    folder = NStepFolder(4, 0.9)
+    most = 0
+    for step in range(200):
+        t = step % 3
+        tr = one_step([t], 0, 1.0, [t + 1], terminated=False, truncated=t == 2)
+        rows = folder.fold(tr)
+        buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                   rows.env_ids, rows.steps)
+        most = max(most, len(buffer))
+    # 7 positions kept; with 3-step episodes two of them hold final observations: 5 rows (it used to be 8)
+    assert most == 5
+
+
+@settings(max_examples=80, deadline=None)
+@given(capacity=st.integers(2, 20), num_envs=st.integers(1, 4), n=st.integers(1, 4),
+       lengths=st.lists(st.integers(1, 6), min_size=4, max_size=4), limit=st.sampled_from([None, 1, 2, 3]))
+def test_len_never_exceeds_capacity_and_every_valid_row_is_whole(capacity, num_envs, n, lengths, limit):
+    if capacity < num_envs:
+        return  # refused at construction (tested in test_validation)
+    buffer = ReplayBuffer(capacity, (3,), n_step=n, num_envs=num_envs)
+    folder = NStepFolder(n, 0.5, num_envs=num_envs)
+    venv = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(lengths[i], max_episode_steps=limit, tag=i)
+                                     for i in range(num_envs)])
+    obs, _ = venv.reset(seed=0)
+    needs_reset = np.zeros(num_envs, bool)
+    for _ in range(40):
+        nxt, reward, term, trunc, _ = venv.step(np.zeros(num_envs, np.int64))
+        live = ~needs_reset
+        tr = Transition(obs=obs[live], action=np.zeros(int(live.sum()), np.int64),
+                        reward=reward[live].astype(np.float32), next_obs=nxt[live], terminated=term[live],
+                        truncated=trunc[live], env_ids=np.flatnonzero(live))
+        rows = folder.fold(tr)
+        buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                   rows.env_ids, rows.steps)
+        assert len(buffer) <= capacity
+        needs_reset = term | trunc
+        obs = nxt
+    if len(buffer):
+        sample = buffer.sample(64, np.random.default_rng(0))
+        np.testing.assert_array_equal(sample.next_obs[:, 0], sample.obs[:, 0] + sample.steps)
+        np.testing.assert_array_equal(sample.next_obs[:, 1:], sample.obs[:, 1:])

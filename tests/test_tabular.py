@@ -5,10 +5,9 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
-from rlbook.agents.base import Transition
+from rlbook.agents.base import Transition, load_checkpoint
 from rlbook.envs.toy import FiniteMDPEnv, three_state_mdp
 from rlbook.mdp import FiniteMDP, q_iteration, solve_arrays, success_probability, value_iteration
 from rlbook.tabular import ModelBasedAgent, QLearningAgent
@@ -183,9 +182,11 @@ def test_qlearning_checkpoint_round_trip(tmp_path):
     path = tmp_path / "q.pt"
     agent = QLearningAgent(env.observation_space, env.action_space, alpha=0.2, gamma=0.9, epsilon=0.5, seed=3)
     Trainer(agent, env, total_steps=500, plugins=[Checkpoint(path)], seed=0).run()
-    payload = torch.load(path, weights_only=True)
+    payload = load_checkpoint(path)
     assert payload["agent_class"] == "QLearningAgent"
-    fresh = QLearningAgent(env.observation_space, env.action_space, seed=99)
+    with pytest.raises(ValueError, match="seed: saved 3 vs 99"):
+        QLearningAgent(env.observation_space, env.action_space, alpha=0.2, gamma=0.9, epsilon=0.5, seed=99).load(path)
+    fresh = QLearningAgent.from_checkpoint(path)
     extra = fresh.load(path)
     np.testing.assert_array_equal(fresh.Q, agent.Q)
     assert fresh.num_steps == agent.num_steps == 500 and extra["trainer"]["step"] == 500
@@ -231,16 +232,14 @@ def test_model_based_agent_solves_frozenlake_4x4_both_methods():
         assert agent.iterations >= 1 and agent.last_solve.converged
 
 
-def test_model_based_single_sweep_and_update_schedule():
+def test_model_based_single_sweep_and_update_schedule(tmp_path):
     env, _, _ = frozen_lake()
     agent = ModelBasedAgent(env.observation_space, env.action_space, sweeps=1, steps_per_iteration=50, seed=0)
     trainer = Trainer(agent, env, total_steps=500, seed=0)
     trainer.run()
     assert agent.iterations == 10 and agent.last_solve.iterations == 1
     # Same agent state after a save/load round trip.
-    state = agent.state_dict()
-    clone = ModelBasedAgent(env.observation_space, env.action_space, seed=5)
-    clone.load_state_dict(state)
+    clone = ModelBasedAgent.from_checkpoint(agent.save(tmp_path / "mb.pt"))
     np.testing.assert_array_equal(clone.counts, agent.counts)
     np.testing.assert_array_equal(clone.Q, agent.Q)
     assert clone.config.sweeps == 1 and clone.iterations == 10

@@ -97,7 +97,7 @@ def test_budgets_are_required_and_checked():
     env = FixedLengthEnv()
     with pytest.raises(ValueError, match="give a budget"):
         Trainer(make_agent(env), env)
-    with pytest.raises(ValueError, match="total_steps must be a positive integer, got -5"):
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got -5"):
         Trainer(make_agent(env), env, total_steps=-5)
 
 
@@ -171,7 +171,7 @@ def test_evaluate_counts_whole_episodes_and_errors():
     assert len(result.returns) == 7
     assert set(result.lengths) <= {2, 5}
     np.testing.assert_array_equal(result.returns, result.lengths)
-    with pytest.raises(ValueError, match="n_episodes must be a positive integer"):
+    with pytest.raises(ValueError, match="n_episodes must be >= 1"):
         evaluate(agent, venv, n_episodes=0)
 
 
@@ -276,11 +276,11 @@ def test_loading_rejects_foreign_files(tmp_path):
     agent = make_agent(env)
     bogus = tmp_path / "bogus.pt"
     torch.save({"weights": torch.zeros(2)}, bogus)
-    with pytest.raises(ValueError, match="is not an rlbook checkpoint"):
+    with pytest.raises(ValueError, match="is not an rlbook checkpoint: it looks like a plain torch.save file"):
         agent.load(bogus)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable rlbook checkpoint"):
+    with pytest.raises(ValueError, match="is not an rlbook checkpoint"):
         agent.load(garbage)
     with pytest.raises(FileNotFoundError):
         agent.load(tmp_path / "missing.pt")

@@ -81,7 +81,7 @@ def test_seeded_reset_makes_runs_reproducible():
 
 def test_wrapper_on_cartpole_shortens_a_good_policy():
     lean = PolicyAgent(gym.spaces.Box(-np.inf, np.inf, (4,)), gym.spaces.Discrete(2),
-                       lambda o: int(o[2] + o[3] > 0))
+                       policy_fn=lambda o: int(o[2] + o[3] > 0))
     env = gym.make("CartPole-v1")
     clean = Trainer(lean, env, total_episodes=3, seed=0)
     clean.run()
@@ -99,7 +99,7 @@ def _cartpole_spaces():
 
 def test_policy_agent_single_and_batched():
     obs_space, act_space = _cartpole_spaces()
-    agent = PolicyAgent(obs_space, act_space, lambda o: int(o[2] > 0))
+    agent = PolicyAgent(obs_space, act_space, policy_fn=lambda o: int(o[2] > 0))
     assert agent.act(np.array([0, 0, 0.1, 0], np.float32)) == 1
     assert agent.act(np.array([0, 0, -0.1, 0], np.float32), explore=False) == 0
     batch = np.array([[0, 0, 0.1, 0], [0, 0, -0.1, 0], [0, 0, 0.2, 0]], np.float32)
@@ -115,7 +115,7 @@ def test_policy_agent_vectorized_and_bool_actions():
         calls.append(batch.shape)
         return batch[:, 2] > 0
 
-    agent = PolicyAgent(obs_space, act_space, fn, vectorized=True)
+    agent = PolicyAgent(obs_space, act_space, policy_fn=fn, vectorized=True)
     batch = np.array([[0, 0, 0.1, 0], [0, 0, -0.1, 0]], np.float32)
     assert agent.act(batch).tolist() == [1, 0]
     assert calls == [(2, 4)]  # one call for the whole batch
@@ -123,28 +123,31 @@ def test_policy_agent_vectorized_and_bool_actions():
 
 def test_policy_agent_checks_its_input_and_output():
     obs_space, act_space = _cartpole_spaces()
-    with pytest.raises(TypeError, match="policy_fn"):
-        PolicyAgent(obs_space, act_space, 3)
+    with pytest.raises(TypeError, match="policy_fn must be a function"):
+        PolicyAgent(obs_space, act_space, policy_fn=3)
+    with pytest.raises(TypeError, match="pass the policy as policy_fn"):
+        PolicyAgent(obs_space, act_space, lambda o: 0)
     with pytest.raises(ValueError, match="outside"):
-        PolicyAgent(obs_space, act_space, lambda o: 2).act(np.zeros(4, np.float32))
+        PolicyAgent(obs_space, act_space, policy_fn=lambda o: 2).act(np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="integer"):
-        PolicyAgent(obs_space, act_space, lambda o: 0.5).act(np.zeros(4, np.float32))
+        PolicyAgent(obs_space, act_space, policy_fn=lambda o: 0.5).act(np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="one action per observation"):
-        PolicyAgent(obs_space, act_space, lambda b: np.zeros(3, int), vectorized=True).act(np.zeros((2, 4)))
+        PolicyAgent(obs_space, act_space, policy_fn=lambda b: np.zeros(3, int), vectorized=True).act(np.zeros((2, 4)))
     box = gym.spaces.Box(-1, 1, (2,))
     with pytest.raises(ValueError, match="shape"):
-        PolicyAgent(obs_space, box, lambda o: np.zeros(3)).act(np.zeros(4, np.float32))
+        PolicyAgent(obs_space, box, policy_fn=lambda o: np.zeros(3)).act(np.zeros(4, np.float32))
 
 
 def test_policy_agent_lean_policy_beats_random_on_cartpole():
     obs_space, act_space = _cartpole_spaces()
-    agent = PolicyAgent(obs_space, act_space, lambda o: int(o[2] > 0))
+    agent = PolicyAgent(obs_space, act_space, policy_fn=lambda o: int(o[2] > 0))
     trainer = Trainer(agent, "CartPole-v1", total_episodes=50, seed=0)
     trainer.run()
     assert 30 < np.mean(trainer.episode_lengths) < 60  # the published 42 +- 9
     # a box action space works through the Trainer too
     env = gym.make("Pendulum-v1")
-    push = PolicyAgent(env.observation_space, env.action_space, lambda o: np.array([2.0 * np.sign(o[1])], np.float32))
+    push = PolicyAgent(env.observation_space, env.action_space,
+                       policy_fn=lambda o: np.array([2.0 * np.sign(o[1])], np.float32))
     t = Trainer(push, env, total_episodes=1, seed=0)
     t.run()
     assert t.episode_lengths == [200]

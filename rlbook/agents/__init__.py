@@ -1,9 +1,14 @@
-"""Agents: one module per family, all implementing :class:`rlbook.agents.base.Agent`."""
+"""Agents: one module per family, all implementing :class:`rlbook.agents.base.Agent`.
+
+Every agent is built the same way, ``Agent(observation_space, action_space, config=None, **overrides)``,
+from a config dataclass derived from :class:`~rlbook.config.AgentConfig`."""
 
 from rlbook.agents.base import Agent, Transition
 from rlbook.agents.cem import CEMAgent, CEMConfig
 from rlbook.agents.dqn import DQNAgent, DQNConfig
-from rlbook.agents.policy_agent import PolicyAgent
+from rlbook.agents.policy_agent import PolicyAgent, PolicyConfig
 from rlbook.agents.random_agent import RandomAgent
+from rlbook.config import AgentConfig
 
-__all__ = ["Agent", "CEMAgent", "CEMConfig", "DQNAgent", "DQNConfig", "PolicyAgent", "RandomAgent", "Transition"]
+__all__ = ["Agent", "AgentConfig", "CEMAgent", "CEMConfig", "DQNAgent", "DQNConfig", "PolicyAgent", "PolicyConfig",
+           "RandomAgent", "Transition"]

@@ -14,6 +14,7 @@ unbatched observation and then returns a single action, which is what a reader t
 from __future__ import annotations
 
 import abc
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlbook.checkpoints import (
+    PAYLOAD_FORMAT,
+    CheckpointError,
+    describe_space,
+    read_checkpoint,
+    space_from_dict,
+    space_key,
+    space_to_dict,
+    write_checkpoint,
+)
+from rlbook.config import AgentConfig, check_bool
 from rlbook.transition import Transition  # re-exported: agents receive Transitions
-
-CHECKPOINT_FORMAT = "rlbook-checkpoint-v1"
 
 
 def is_batched(space: gym.Space, obs: Any) -> bool:
@@ -39,22 +49,37 @@ def is_batched(space: gym.Space, obs: Any) -> bool:
 class Agent(abc.ABC):
     """Base class of every rlbook agent.
 
+    Every agent is built the same way: ``Agent(observation_space, action_space, config=None, **overrides)``.
+    ``config`` is an instance of the class's :attr:`config_class` (a dataclass derived from
+    :class:`~rlbook.config.AgentConfig`, with ``seed`` and ``device`` among its fields); keyword ``overrides``
+    replace some of its fields. Both are checked when the agent is built.
+
     Subclasses implement :meth:`act_batch`, and usually :meth:`observe`, :meth:`update`,
     :meth:`state_dict` and :meth:`load_state_dict`. The base class gives them single-observation
     :meth:`act`, SB3-style :meth:`predict` and :meth:`learn`, and checkpoint files through
-    :meth:`save` / :meth:`load`.
+    :meth:`save`, :meth:`load` and :meth:`from_checkpoint`.
 
     Args:
         observation_space: the space of one environment's observations.
         action_space: the space of one environment's actions.
+        config: the hyperparameters (default: ``config_class()``).
+        **overrides: fields of the config to replace.
     """
 
+    #: The configuration dataclass of this agent.
+    config_class: type[AgentConfig] = AgentConfig
     #: Observation space classes this agent accepts; checked by :meth:`Agent.check_spaces`.
     supported_observation_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
     #: Action space classes this agent accepts; checked by :meth:`Agent.check_spaces`.
     supported_action_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AgentConfig | None = None,
+                 **overrides: Any):
+        for name, space in (("observation_space", observation_space), ("action_space", action_space)):
+            if not isinstance(space, gym.Space):
+                raise TypeError(f"{name} must be a gymnasium Space (such as env.observation_space), "
+                                f"got {type(space).__name__}")
+        self.config = self.config_class.build(config, overrides)
         self.observation_space = observation_space
         self.action_space = action_space
         self.check_spaces(observation_space, action_space)
@@ -68,9 +93,17 @@ class Agent(abc.ABC):
 
         Acting changes no learning state: only the agent's own random generator advances.
         """
-        if is_batched(self.observation_space, obs):
-            return self.act_batch(np.asarray(obs), explore)
-        actions = self.act_batch(np.asarray(obs)[None], explore)
+        explore = check_bool("explore", explore)
+        obs = np.asarray(obs)
+        space = self.observation_space
+        batched = is_batched(space, obs)
+        shape = getattr(space, "shape", None)
+        if shape is not None and (obs.shape[1:] if batched else obs.shape) != tuple(shape):
+            raise ValueError(f"obs has shape {obs.shape}; {type(self).__name__} takes one observation of shape "
+                             f"{tuple(shape)} or a batch of shape (n, {', '.join(map(str, shape))})")
+        if batched:
+            return self.act_batch(obs, explore)
+        actions = self.act_batch(obs[None], explore)
         return actions[0].item() if np.ndim(actions[0]) == 0 else actions[0]
 
     @abc.abstractmethod
@@ -96,10 +129,26 @@ class Agent(abc.ABC):
         (after a warm-up, every few steps, at the end of a batch of episodes)."""
         return {}
 
+    def nonfinite(self) -> str | None:
+        """Describe any learning state that is no longer finite (NaN or infinite), or return ``None``.
+
+        The trainer calls this every few thousand steps and before every checkpoint, so a diverged run
+        stops with a clear error and never overwrites a good checkpoint. The default checks the parameters
+        of every ``torch.nn.Module`` attribute of the agent (one device sync per call); agents add
+        their own state (losses, tables)."""
+        bad = [name for name, value in vars(self).items()
+               if isinstance(value, torch.nn.Module) and not parameters_finite(value.parameters())]
+        return f"the weights of {', '.join(bad)}" if bad else None
+
+    def divergence_hint(self) -> str:
+        """Settings worth checking when learning diverges (shown in the trainer's error)."""
+        return ""
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """The agent's full learning state as tensors, numbers, strings, lists and dicts only
-        (so that it loads with ``torch.load(..., weights_only=True)``)."""
+        (so that it loads with ``torch.load(..., weights_only=True)``). The config and the spaces are
+        stored beside it by :meth:`save`."""
         return {"num_steps": self.num_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -107,34 +156,84 @@ class Agent(abc.ABC):
         self.num_steps = int(state["num_steps"])
 
     def save(self, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """Write the agent's state (and ``extra``, such as the trainer's state) to ``path``.
+        """Write the agent's state, config and spaces (and ``extra``, such as the trainer's state) to ``path``.
 
-        The file is written to a temporary name and renamed, so an interrupted save never leaves a
-        half-written checkpoint behind."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        The file is sealed with a digest and written atomically (:mod:`rlbook.checkpoints`), so an
+        interrupted save never leaves a half-written checkpoint behind."""
         payload = {
-            "format": CHECKPOINT_FORMAT,
+            "format": PAYLOAD_FORMAT,
             "agent_class": type(self).__name__,
+            "rlbook_version": _version(),
+            "config": self.config.to_dict(),
+            "spaces": {"observation": space_to_dict(self.observation_space),
+                       "action": space_to_dict(self.action_space)},
             "agent": self.state_dict(),
             "extra": extra or {},
         }
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-        return path
+        return write_checkpoint(path, payload)
 
     def load(self, path: str | os.PathLike) -> dict[str, Any]:
         """Restore the state saved by :meth:`save` and return its ``extra`` dict.
 
-        Loading never unpickles arbitrary objects (``weights_only=True``)."""
+        Everything is checked before the agent changes: the file's digest, the agent class, the spaces and
+        the config (a saved config that differs is refused, naming the fields; build the agent with
+        :meth:`from_checkpoint` to take the saved config). A load that fails leaves the agent as it was.
+        Nothing is unpickled (``weights_only=True``)."""
         payload = load_checkpoint(path)
-        if payload["agent_class"] != type(self).__name__:
-            raise ValueError(
-                f"checkpoint {path} holds a {payload['agent_class']} agent, not a {type(self).__name__}"
-            )
-        self.load_state_dict(payload["agent"])
+        self._check_checkpoint(payload, path)
+        self._apply_checkpoint(payload, path)
         return payload["extra"]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, observation_space: gym.Space | None = None,
+                        action_space: gym.Space | None = None, *, device: str | None = None, **kwargs: Any) -> Agent:
+        """Build an agent with the config saved in the checkpoint at ``path`` and load its state.
+
+        The spaces default to the ones saved with it; ``device`` moves the agent elsewhere (the only
+        field that may differ). ``kwargs`` go to the constructor (``policy_fn`` of a
+        :class:`~rlbook.agents.PolicyAgent`)."""
+        payload = load_checkpoint(path)
+        _check_class(payload, cls, path)
+        try:
+            config = cls.config_class.from_dict(payload["config"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: the saved {cls.config_class.__name__} is not valid here: {exc}") from exc
+        if device is not None:
+            config = config.replace(device=device)
+        spaces = []
+        for kind, given in (("observation", observation_space), ("action", action_space)):
+            space = given if given is not None else space_from_dict(payload["spaces"][kind])
+            if space is None:
+                raise CheckpointError(f"{path}: the saved {kind} space ({describe_space(payload['spaces'][kind])}) "
+                                      f"cannot be rebuilt; pass {kind}_space=")
+            spaces.append(space)
+        agent = cls(*spaces, config, **kwargs)
+        agent._check_checkpoint(payload, path)
+        agent._apply_checkpoint(payload, path)
+        return agent
+
+    def _check_checkpoint(self, payload: dict[str, Any], path) -> None:
+        """Refuse a checkpoint of another class, other spaces or another config, before anything changes."""
+        _check_class(payload, type(self), path)
+        for kind, space in (("observation", self.observation_space), ("action", self.action_space)):
+            saved = payload["spaces"][kind]
+            if space_key(saved) != space_key(space_to_dict(space)):
+                raise CheckpointError(f"{path} was saved by an agent for the {kind} space {describe_space(saved)}; "
+                                      f"this agent has {space}")
+        differ = self.config.differences(payload["config"])
+        if differ:
+            raise CheckpointError(f"the config saved in {path} differs from this agent's ({'; '.join(differ)}); "
+                                  f"use {type(self).__name__}.from_checkpoint(path) to rebuild the agent from the "
+                                  "saved config")
+
+    def _apply_checkpoint(self, payload: dict[str, Any], path) -> None:
+        backup = copy.deepcopy(self.state_dict())
+        try:
+            self.load_state_dict(payload["agent"])
+        except Exception as exc:
+            self.load_state_dict(backup)
+            raise CheckpointError(f"{path} could not be loaded into this {type(self).__name__} ({exc}); "
+                                  "the agent is unchanged") from exc
 
     # ------------------------------------------------------------------ conveniences
     @classmethod
@@ -151,7 +250,7 @@ class Agent(abc.ABC):
 
     def predict(self, obs: Any, deterministic: bool = True) -> tuple[Any, None]:
         """Stable-Baselines3 style: ``action, _ = agent.predict(obs)``."""
-        return self.act(obs, explore=not deterministic), None
+        return self.act(obs, explore=not check_bool("deterministic", deterministic)), None
 
     def learn(self, env, total_steps: int | None = None, **trainer_kwargs) -> Agent:
         """Train on ``env`` for ``total_steps`` environment steps (SB3 style); returns ``self``.
@@ -166,17 +265,28 @@ class Agent(abc.ABC):
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :meth:`Agent.save`, safely (no arbitrary unpickling)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise ValueError(f"{path} is not a readable rlbook checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an rlbook checkpoint (format {CHECKPOINT_FORMAT} expected)")
-    return payload
+    """Read and verify a checkpoint written by :meth:`Agent.save` (see :mod:`rlbook.checkpoints`)."""
+    return read_checkpoint(path)
+
+
+def parameters_finite(parameters) -> bool:
+    """True when every tensor in ``parameters`` is finite (one reduction and one device sync)."""
+    tensors = [p.detach() for p in parameters]
+    if not tensors:
+        return True
+    norms = torch._foreach_norm(tensors)
+    return bool(torch.isfinite(torch.stack(norms)).all())
+
+
+def _check_class(payload: dict[str, Any], cls: type, path) -> None:
+    if payload.get("agent_class") != cls.__name__:
+        raise CheckpointError(f"checkpoint {path} holds a {payload.get('agent_class')} agent, not a {cls.__name__}")
+
+
+def _version() -> str:
+    from rlbook import __version__
+
+    return __version__
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

@@ -23,7 +23,7 @@ instead, and learns a much better policy.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -32,14 +32,21 @@ import torch
 from torch import nn
 
 from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
+from rlbook.config import AgentConfig, check_float, check_int
+from rlbook.core import resolve_device
 from rlbook.nets import MLP
 
 
 # ---------------------------------------------------------------------- settings
-@dataclass
-class CEMConfig:
-    """Hyperparameters of the cross-entropy method (presets: :meth:`cartpole`, :meth:`frozenlake`)."""
+@dataclass(kw_only=True)
+class CEMConfig(AgentConfig):
+    """Hyperparameters of the cross-entropy method (presets: :meth:`cartpole`, :meth:`frozenlake`).
 
+    ``seed`` and ``device`` come from :class:`~rlbook.config.AgentConfig` (``device`` defaults to the CPU
+    here: for networks this small it is the fastest place)."""
+
+    device: str = "cpu"
+    """Where the policy network lives (``"cpu"``: fastest for these small networks; ``"auto"``, ``"cuda"``)."""
     episodes_per_batch: int = 16
     """Finished episodes per batch; the network is fitted once per batch."""
     percentile: float = 70.0
@@ -58,27 +65,20 @@ class CEMConfig:
     """Gradient steps on the elite pairs per batch (each uses all elite pairs)."""
     one_hot: bool | None = None
     """Feed Discrete observations as one-hot vectors (``None``: yes for Discrete spaces)."""
-    seed: int | None = None
-    """Seeds the network's initial weights and the action sampling."""
 
-    def __post_init__(self):
-        if not isinstance(self.episodes_per_batch, (int, np.integer)) or self.episodes_per_batch < 1:
-            raise ValueError(f"episodes_per_batch must be a positive integer, got {self.episodes_per_batch!r}")
-        if not 0.0 <= self.percentile <= 100.0:
-            raise ValueError(f"percentile must lie in [0, 100], got {self.percentile!r}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma!r}")
-        if self.keep_elite < 0:
-            raise ValueError(f"keep_elite must be >= 0, got {self.keep_elite!r}")
-        if self.hidden_size < 1 or self.fit_steps < 1:
-            raise ValueError(f"hidden_size and fit_steps must be >= 1, got {self.hidden_size}, {self.fit_steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
+    def validate(self) -> None:
+        check_int("episodes_per_batch", self.episodes_per_batch, 1)
+        check_float("percentile", self.percentile, 0.0, 100.0)
+        check_float("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        check_int("keep_elite", self.keep_elite, 0)
+        check_int("hidden_size", self.hidden_size, 1)
+        check_int("fit_steps", self.fit_steps, 1)
+        check_float("lr", self.lr, 0.0, low_open=True)
 
     @classmethod
     def cartpole(cls, **overrides) -> CEMConfig:
         """The chapter's CartPole settings: 16 episodes per batch, 70th percentile, 128 units, lr 0.01."""
-        return replace(cls(episodes_per_batch=16, percentile=70.0, hidden_size=128, lr=0.01), **overrides)
+        return cls(episodes_per_batch=16, percentile=70.0, hidden_size=128, lr=0.01).replace(**overrides)
 
     @classmethod
     def frozenlake(cls, **overrides) -> CEMConfig:
@@ -86,7 +86,7 @@ class CEMConfig:
         with gamma 0.9, strictly above it, up to 500 elite episodes kept, lr 0.001, one-hot states."""
         base = cls(episodes_per_batch=100, percentile=30.0, strict=True, gamma=0.9, keep_elite=500,
                    hidden_size=128, lr=0.001, one_hot=True)
-        return replace(base, **overrides)
+        return base.replace(**overrides)
 
     @classmethod
     def frozenlake_slippery(cls, **overrides) -> CEMConfig:
@@ -94,7 +94,7 @@ class CEMConfig:
         boundary sits at the failures' return of 0, strictly above it), the last 500 kept, lr 0.001."""
         base = cls(episodes_per_batch=100, percentile=0.0, strict=True, gamma=1.0, keep_elite=500,
                    hidden_size=128, lr=0.001, one_hot=True)
-        return replace(base, **overrides)
+        return base.replace(**overrides)
 
 
 # ---------------------------------------------------------------------- the pieces the chapter shows
@@ -162,8 +162,8 @@ class CEMAgent(Agent):
     Args:
         observation_space: Box (flattened) or Discrete (one-hot) observations of one environment.
         action_space: a Discrete action space; a Box raises ``TypeError``.
-        config: the hyperparameters (default :meth:`CEMConfig.cartpole`).
-        device: where the network lives ("auto": CUDA if available). CPU is fastest for these sizes.
+        config: the hyperparameters (default ``CEMConfig()``, the CartPole settings); keyword ``overrides``
+            replace its fields (``seed``, ``device``, ...).
 
     ``update()`` returns ``{}`` until a batch of ``episodes_per_batch`` finished episodes is
     complete; then it fits the network and returns ``batch``, ``reward_mean`` (undiscounted mean of
@@ -174,16 +174,15 @@ class CEMAgent(Agent):
     networks this small ``torch.set_num_threads(1)`` is faster, several times so on a busy CPU.
     """
 
+    config_class = CEMConfig
     supported_observation_spaces = (gym.spaces.Box, gym.spaces.Discrete)
     supported_action_spaces = (gym.spaces.Discrete,)
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space,
-                 config: CEMConfig | None = None, device: str | torch.device = "cpu"):
-        super().__init__(observation_space, action_space)
-        from rlbook.core import resolve_device
-
-        self.config = config = config if config is not None else CEMConfig.cartpole()
-        self.device = resolve_device(device)
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: CEMConfig | None = None,
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
+        config = self.config
+        self.device = resolve_device(config.device)
         self.n_actions = int(action_space.n)
         self.action_start = int(action_space.start)
         discrete_obs = isinstance(observation_space, gym.spaces.Discrete)
@@ -361,7 +360,6 @@ class CEMAgent(Agent):
         for the next batch. Episodes still running are not saved (the trainer restarts them)."""
         return {
             **super().state_dict(),
-            "config": asdict(self.config),
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng": rng_state(self.rng),
@@ -373,11 +371,11 @@ class CEMAgent(Agent):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
         ours = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
         theirs = {k: tuple(v.shape) for k, v in state["net"].items()}
         if ours != theirs:
             raise ValueError(f"the checkpoint's network has parameter shapes {theirs}, this agent's has {ours}")
+        super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(self.rng, state["rng"])

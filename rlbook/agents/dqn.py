@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -30,24 +30,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlbook.agents.base import Agent, Transition, load_checkpoint, rng_state, set_rng_state
+from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, set_rng_state
+from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP, NatureCNN, clip_grad_norm
 from rlbook.replay import NStepFolder, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
 NETWORKS = ("mlp", "nature_cnn")
-LOSSES = ("huber", "mse")
 
 
-@dataclass
-class DQNConfig:
-    """Hyperparameters of :class:`DQNAgent` (defaults: the Pong settings of the Nature paper's lineage)."""
+@dataclass(kw_only=True)
+class DQNConfig(AgentConfig):
+    """Hyperparameters of :class:`DQNAgent` (defaults: the Pong settings of the Nature paper's lineage).
+
+    ``seed`` and ``device`` come from :class:`~rlbook.config.AgentConfig`; every field is checked when the
+    config is made (types from the annotations, ranges in :meth:`validate`)."""
 
     gamma: float = 0.99
-    """Discount factor."""
+    """Discount factor, in [0, 1]."""
     lr: float = 1e-4
-    """Adam learning rate."""
+    """Adam learning rate (> 0)."""
     batch_size: int = 32
     """Transitions per gradient step."""
     buffer_size: int = 100_000
@@ -68,7 +71,7 @@ class DQNConfig:
     """Exploration rate after the decay."""
     epsilon_decay_steps: int = 100_000
     """Environment steps over which epsilon falls linearly from start to end."""
-    loss: str = "huber"
+    loss: Literal["huber", "mse"] = "huber"
     """TD loss: ``"huber"`` (smooth L1) or ``"mse"``."""
     max_grad_norm: float | None = 10.0
     """Clip the gradient to this global norm (``None``: no clipping)."""
@@ -76,41 +79,28 @@ class DQNConfig:
     """Rewards folded per replayed transition (n-step returns; 1 is plain DQN)."""
     double: bool = False
     """Double DQN: choose the next action with the online network, value it with the target network."""
-    network: str = "mlp"
+    network: Literal["mlp", "nature_cnn"] = "mlp"
     """Q-network kind: ``"mlp"`` for vector observations, ``"nature_cnn"`` for stacked 84x84 frames."""
     hidden: tuple[int, ...] = (128, 128)
     """Hidden layer sizes of the MLP (ignored by the Nature CNN)."""
-    device: str = "auto"
-    """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``."""
-    seed: int | None = None
-    """Seeds network initialisation, exploration and replay sampling (``None``: unseeded)."""
 
-    def __post_init__(self):
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+    def validate(self) -> None:
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("lr", self.lr, 0.0, low_open=True)
         for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "target_update_interval",
                      "n_step"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, getattr(self, name), 1)
         for name in ("learning_starts", "epsilon_decay_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
+            check_int(name, getattr(self, name), 0)
+        check_float("tau", self.tau, 0.0, 1.0, low_open=True)
         for name in ("epsilon_start", "epsilon_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.network not in NETWORKS:
-            raise ValueError(f"network must be one of {NETWORKS}, got {self.network!r}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be positive or None, got {self.max_grad_norm}")
+            check_float(name, getattr(self, name), 0.0, 1.0)
+        if self.max_grad_norm is not None:
+            check_float("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+        if self.buffer_size < self.batch_size:
+            raise ValueError(f"buffer_size ({self.buffer_size}) must be at least batch_size ({self.batch_size})")
+        for i, h in enumerate(self.hidden):
+            check_int(f"hidden[{i}]", h, 1)
 
     @classmethod
     def cartpole(cls, **overrides) -> DQNConfig:
@@ -126,7 +116,7 @@ class DQNConfig:
                    train_freq=256, gradient_steps=32, target_update_interval=64, tau=1.0,
                    epsilon_start=1.0, epsilon_end=0.01, epsilon_decay_steps=10_000, loss="huber",
                    max_grad_norm=10.0, n_step=3, double=True, network="mlp", hidden=(128, 128))
-        return replace(base, **overrides)
+        return base.replace(**overrides)
 
     @classmethod
     def pong(cls, **overrides) -> DQNConfig:
@@ -140,21 +130,7 @@ class DQNConfig:
                    train_freq=1, gradient_steps=1, target_update_interval=1_000, tau=1.0,
                    epsilon_start=1.0, epsilon_end=0.02, epsilon_decay_steps=100_000, loss="mse",
                    max_grad_norm=None, n_step=1, double=False, network="nature_cnn")
-        return replace(base, **overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (tuples as lists) for checkpoints and results files."""
-        out = asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DQNConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown DQNConfig fields {sorted(unknown)}")
-        return cls(**values)
+        return base.replace(**overrides)
 
 
 def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_actions: int) -> nn.Module:
@@ -204,14 +180,14 @@ class DQNAgent(Agent):
     fresh steps before it learns again.
     """
 
+    config_class = DQNConfig
     supported_observation_spaces = (gym.spaces.Box,)
     supported_action_spaces = (gym.spaces.Discrete,)
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DQNConfig | None = None,
-                 **overrides):
-        super().__init__(observation_space, action_space)
-        config = config if config is not None else DQNConfig()
-        self.config = replace(config, **overrides) if overrides else config
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
+        self.config: DQNConfig
         self.n_actions = int(action_space.n)
         self.action_start = int(action_space.start)
         self.device = resolve_device(self.config.device)
@@ -233,6 +209,7 @@ class DQNAgent(Agent):
         self.gradient_steps_done = 0
         self._next_train_at = self.config.learning_starts
         self._rows_stored = 0  # rows put in this agent's buffer (the buffer is not checkpointed)
+        self._losses_finite = torch.ones((), dtype=torch.bool, device=self.device)  # all losses so far finite
 
     def build_buffer(self, num_envs: int) -> ReplayBuffer:
         """The replay buffer for this config (chapter 7 switches to prioritized replay here)."""
@@ -300,6 +277,7 @@ class DQNAgent(Agent):
             loss, q_taken = self.gradient_step({k: v[i] for k, v in tensors.items()})
             loss_sum += loss
             q_sum += q_taken.mean()
+        self._losses_finite &= torch.isfinite(loss_sum)  # on the device: no sync until someone asks
         return {"loss": loss_sum / n_steps, "q_mean": q_sum / n_steps, "epsilon": self.epsilon}
 
     def _to_device(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
@@ -368,7 +346,6 @@ class DQNAgent(Agent):
         """Networks, optimizer, counters, random generator and config (not the replay buffer)."""
         return {
             **super().state_dict(),
-            "config": self.config.to_dict(),
             "q_net": self.q_net.state_dict(),
             "target_net": self.target_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -378,20 +355,13 @@ class DQNAgent(Agent):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`. The saved config must equal this agent's (``device`` aside); to build
-        an agent from a checkpoint's own config use :meth:`from_checkpoint`."""
-        saved = DQNConfig.from_dict(state["config"])
-        differ = [f.name for f in fields(DQNConfig)
-                  if f.name != "device" and getattr(saved, f.name) != getattr(self.config, f.name)]
-        if differ:
-            pairs = ", ".join(f"{n}: saved {getattr(saved, n)!r} vs {getattr(self.config, n)!r}" for n in differ)
-            raise ValueError(f"the checkpoint's config differs from this agent's ({pairs}); "
-                             "use DQNAgent.from_checkpoint to rebuild the agent from the checkpoint")
-        super().load_state_dict(state)
+        """Restore :meth:`state_dict` (use :meth:`load`, which checks the file, the spaces and the config first
+        and leaves the agent unchanged when anything fails)."""
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(self.rng, state["rng"])
+        Agent.load_state_dict(self, state)
         self.gradient_steps_done = int(state["gradient_steps_done"])
         self._next_train_at = int(state["next_train_at"])
         if self.folder is not None:
@@ -400,17 +370,22 @@ class DQNAgent(Agent):
             self._next_train_at = max(self._next_train_at,
                                       self.num_steps + self.config.learning_starts - self._rows_stored)
 
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, observation_space: gym.Space, action_space: gym.Space,
-                        device: str = "auto") -> DQNAgent:
-        """Build an agent with the config stored in the checkpoint at ``path`` and load its state."""
-        payload = load_checkpoint(path)
-        if payload["agent_class"] != cls.__name__:
-            raise ValueError(f"checkpoint {path} holds a {payload['agent_class']} agent, not a {cls.__name__}")
-        config = replace(DQNConfig.from_dict(payload["agent"]["config"]), device=device)
-        agent = cls(observation_space, action_space, config)
-        agent.load_state_dict(payload["agent"])
-        return agent
+    # ------------------------------------------------------------------ health
+    def nonfinite(self) -> str | None:
+        """``None`` while every loss so far and every weight is finite, else what is not (one device sync)."""
+        parts = []
+        if not bool(self._losses_finite):
+            parts.append("the TD loss")
+        parts += [f"the weights of {name}" for name, net in (("q_net", self.q_net), ("target_net", self.target_net))
+                  if not parameters_finite(net.parameters())]
+        return " and ".join(parts) or None
+
+    def divergence_hint(self) -> str:
+        c = self.config
+        clip = f"gradient clipping at {c.max_grad_norm:g}" if c.max_grad_norm is not None else "no gradient clipping"
+        return (f"a learning rate too high for this problem (lr={c.lr:g}), rewards too large for the {c.loss} loss "
+                f"with {clip}, or a target network updated too often (target_update_interval="
+                f"{c.target_update_interval}, tau={c.tau:g})")
 
 
 def play(checkpoint: str | os.PathLike | DQNAgent, env: gym.Env | str, *, max_steps: int = 10_000,

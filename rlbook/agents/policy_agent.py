@@ -3,45 +3,57 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from rlbook.agents.base import Agent
+from rlbook.config import AgentConfig
+
+
+@dataclass(kw_only=True)
+class PolicyConfig(AgentConfig):
+    """Settings of :class:`PolicyAgent` (the policy itself is code, passed as ``policy_fn``)."""
+
+    vectorized: bool = False
+    """Whether ``policy_fn`` takes a whole batch ``(n, *obs_shape)`` instead of one observation."""
 
 
 class PolicyAgent(Agent):
     """Acts with a fixed, hand-written policy ``policy_fn``; it does not learn.
 
     Example: the CartPole rule "push the cart towards the side the pole leans to" is
-    ``PolicyAgent(env.observation_space, env.action_space, lambda obs: int(obs[2] > 0))``.
+    ``PolicyAgent(env.observation_space, env.action_space, policy_fn=lambda obs: int(obs[2] > 0))``.
 
     Args:
         observation_space: the space of one observation.
         action_space: the space of one action.
+        config: a :class:`PolicyConfig`; keyword ``overrides`` replace its fields (``vectorized=True``).
         policy_fn: with ``vectorized=False``, a function of ONE observation ``(*obs_shape)`` that
             returns one action; it is called once per row of a batch (fine for baselines and
             notebooks, slow for big batches). With ``vectorized=True``, a function of a batch
             ``(n, *obs_shape)`` returning ``n`` actions ``(n, *action_shape)`` at once.
-        vectorized: whether ``policy_fn`` takes whole batches.
 
     The same action is returned with ``explore=True`` and ``explore=False``: the policy is
-    whatever the function says.
+    whatever the function says. A checkpoint holds the settings, not the function:
+    ``PolicyAgent.from_checkpoint(path, policy_fn=...)``.
     """
 
-    def __init__(
-        self,
-        observation_space: gym.Space,
-        action_space: gym.Space,
-        policy_fn: Callable[[np.ndarray], Any],
-        vectorized: bool = False,
-    ):
-        super().__init__(observation_space, action_space)
+    config_class = PolicyConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: PolicyConfig | None = None,
+                 *, policy_fn: Callable[[np.ndarray], Any] | None = None, **overrides: Any):
+        if callable(config) and not isinstance(config, AgentConfig):
+            raise TypeError("pass the policy as policy_fn=...: PolicyAgent(obs_space, act_space, policy_fn=f)")
+        if policy_fn is None:
+            raise TypeError("PolicyAgent needs its policy: PolicyAgent(obs_space, act_space, policy_fn=f)")
+        super().__init__(observation_space, action_space, config, **overrides)
         if not callable(policy_fn):
             raise TypeError(f"policy_fn must be a function of an observation, got {type(policy_fn).__name__}")
         self.policy_fn = policy_fn
-        self.vectorized = bool(vectorized)
+        self.vectorized = self.config.vectorized
 
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         """Actions ``(n, *action_shape)`` for observations ``(n, *obs_shape)``."""

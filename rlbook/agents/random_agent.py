@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
 from rlbook.agents.base import Agent, rng_state, set_rng_state
+from rlbook.config import AgentConfig
 
 
 class RandomAgent(Agent):
@@ -14,12 +17,16 @@ class RandomAgent(Agent):
     Args:
         observation_space: the space of one observation.
         action_space: the space of one action.
-        seed: seeds the agent's own generator.
+        config: an :class:`~rlbook.config.AgentConfig`; its ``seed`` seeds the agent's own generator
+            (``RandomAgent(obs_space, act_space, seed=0)``).
     """
 
-    def __init__(self, observation_space: gym.Space, action_space: gym.Space, seed: int | None = None):
-        super().__init__(observation_space, action_space)
-        self.rng = np.random.default_rng(seed)
+    config_class = AgentConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AgentConfig | None = None,
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
+        self.rng = np.random.default_rng(self.config.seed)
         self.action_space.seed(int(self.rng.integers(2**31)))
 
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
@@ -32,5 +39,5 @@ class RandomAgent(Agent):
         return {**super().state_dict(), "rng": rng_state(self.rng)}
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
         set_rng_state(self.rng, state["rng"])
+        super().load_state_dict(state)
