@@ -160,11 +160,10 @@ class CSVLogger(_PeriodicMetrics):
             self._metric_names = header[1:] if header else None
         self._metrics_file = None
         self._schedule_after(trainer.step)
-        self._start = time.perf_counter() - trainer.elapsed
 
     def after_episode(self, trainer, env_id, episode_return, episode_length):
         self._episodes.writerow([trainer.step, trainer.episodes, f"{episode_return:.6g}", episode_length,
-                                 f"{time.perf_counter() - self._start:.3f}"])
+                                 f"{trainer.seconds():.3f}"])
         self._episodes_file.flush()
 
     def _write(self, trainer: Trainer) -> None:
@@ -264,7 +263,7 @@ class TensorBoardLogger(_PeriodicMetrics):
         for key, value in self._averager.pop().items():
             self.writer.add_scalar(f"train/{key}", value, trainer.step)
         if trainer.elapsed or trainer.step:
-            seconds = time.perf_counter() - trainer.start_time + trainer._elapsed_before
+            seconds = trainer.seconds()
             if seconds > 0:
                 self.writer.add_scalar("time/steps_per_second", trainer.step / seconds, trainer.step)
 
@@ -318,7 +317,7 @@ class GameScores(Plugin):
         if not new:
             return
         self._seen += len(new)
-        seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
+        seconds = trainer.seconds()
         self.scores.extend(new)
         self.end_steps.extend([trainer.step] * len(new))
         self.end_seconds.extend([seconds] * len(new))

@@ -23,6 +23,7 @@ transition from one episode's last observation to the next episode's first never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -181,6 +182,27 @@ class Trainer:
         if not self.episode_returns:
             return math.nan
         return float(np.mean(self.episode_returns[-window:]))
+
+    def seconds(self) -> float:
+        """Training time so far in seconds (this run plus the runs it resumed), not counting time spent
+        inside :meth:`pause_clock`."""
+        if math.isnan(self.start_time):
+            return self.elapsed
+        return self._elapsed_before + time.perf_counter() - self.start_time
+
+    @contextlib.contextmanager
+    def pause_clock(self):
+        """A block whose time does not count as training time (an evaluation inside a plugin)::
+
+            with trainer.pause_clock():
+                result = evaluate(trainer.agent, eval_env, n_episodes=20)
+        """
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if not math.isnan(self.start_time):
+                self.start_time += time.perf_counter() - start
 
     def counters_agree(self) -> bool:
         """True when the agent has observed exactly the steps this run counted (no step cut in half)."""
@@ -448,7 +470,7 @@ class StopOnReward(Plugin):
         if len(trainer.episode_returns) >= self.window and trainer.mean_return(self.window) >= self.threshold:
             if self.solved_at_step is None:
                 self.solved_at_step = trainer.step
-                self.solved_at_seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
+                self.solved_at_seconds = trainer.seconds()
             trainer.stop(f"mean return of the last {self.window} episodes >= {self.threshold:g}")
 
 

@@ -204,11 +204,28 @@ def test_checkpoint_plugin_resumes_at_the_same_step(tmp_path):
     assert resumed.gradient_steps_done == expected
 
 
+def chain_q_star(length: int, gamma: float, step_cost: float) -> np.ndarray:
+    """Exact optimal Q-values ``(length - 1, 2)`` of ChainEnv's non-terminal cells (0 = left, 1 = right)."""
+    V = np.zeros(length)
+    for _ in range(200):
+        Q = np.zeros((length - 1, 2))
+        for s in range(length - 1):
+            for a, s2 in ((0, max(s - 1, 0)), (1, s + 1)):
+                end = s2 == length - 1
+                Q[s, a] = float(end) - step_cost + (0.0 if end else gamma * V[s2])
+        V[: length - 1] = Q.max(axis=1)
+    return Q
+
+
 @pytest.mark.parametrize("switches", [{}, {"double": True}, {"n_step": 3}, {"double": True, "n_step": 3}])
-def test_learns_the_chain(switches):
-    agent, env = trained_chain_agent(steps=1500, **switches)
-    result = evaluate(agent, env, n_episodes=3)
-    assert result.mean == pytest.approx(env.optimal_return)
+def test_learns_the_exact_q_values_of_the_chain(switches):
+    agent, env = trained_chain_agent(steps=2500, train_freq=2, **switches)
+    learned = agent.q_values(np.eye(5, dtype=np.float32)[:4]).numpy()
+    error = np.abs(learned - chain_q_star(5, 0.9, env.step_cost)).max()
+    # One-step targets converge to Q* itself; n-step returns of an epsilon-greedy behaviour policy are
+    # slightly biased (they include the exploratory steps), so they get a looser bound.
+    assert error < (0.02 if switches.get("n_step", 1) == 1 else 0.15), learned
+    assert evaluate(agent, env, n_episodes=3).mean == pytest.approx(env.optimal_return)
 
 
 def test_play_records_frames_and_writes_an_animation(tmp_path):
@@ -218,3 +235,53 @@ def test_play_records_frames_and_writes_an_animation(tmp_path):
     frames, total = play(path, env, max_steps=5, seed=0, device="cpu", path=tmp_path / "ep.gif")
     assert len(frames) == int(total) + 1 <= 6 and frames[0].ndim == 3
     assert (tmp_path / "ep.gif").stat().st_size > 0
+
+
+def test_epsilon_greedy_mixes_random_and_greedy_actions_at_the_right_rate():
+    agent = DQNAgent(BOX2, gym.spaces.Discrete(4), small_config(epsilon_start=0.5, epsilon_end=0.5))
+    obs = np.random.default_rng(0).normal(size=(4000, 2)).astype(np.float32)
+    greedy = agent.act_batch(obs, explore=False)
+    actions = agent.act_batch(obs, explore=True)
+    # explore half the time, and a random action is the greedy one a quarter of the time: 0.5 + 0.5 / 4
+    assert np.mean(actions == greedy) == pytest.approx(0.625, abs=0.03)
+
+
+def test_several_rounds_in_one_vector_step_and_metrics_are_round_means(monkeypatch):
+    # 5 environments, a round every env step: each vector step owes 5 rounds of 2 gradient steps.
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=5, train_freq=1, gradient_steps=2, batch_size=4))
+    losses = iter(np.arange(1.0, 1000.0))
+
+    def fake_step(batch):
+        return torch.tensor(next(losses)), torch.full((4,), 2.0)
+
+    monkeypatch.setattr(agent, "gradient_step", fake_step)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(5, 2)).astype(np.float32)
+    for _ in range(2):
+        nxt = rng.normal(size=(5, 2)).astype(np.float32)
+        agent.observe(Transition(obs, np.zeros(5, np.int64), np.ones(5, np.float32), nxt, np.zeros(5, bool),
+                                 np.zeros(5, bool), np.arange(5)))
+        obs = nxt
+        metrics = agent.update()
+    # first vector step (5 steps seen): the round due at step 5 (losses 1, 2); second (10 steps seen): the rounds
+    # due at steps 6..10, 5 rounds x 2 = 10 gradient steps with losses 3..12
+    assert metrics["loss"].item() == pytest.approx(np.mean(np.arange(3.0, 13.0)))
+    assert metrics["q_mean"].item() == pytest.approx(2.0)
+    assert agent._next_train_at == 11
+
+
+def test_gradient_clipping_is_applied_only_when_configured(monkeypatch):
+    import rlbook.agents.dqn as dqn_module
+
+    calls = []
+    real = dqn_module.clip_grad_norm
+    monkeypatch.setattr(dqn_module, "clip_grad_norm", lambda params, norm: calls.append(norm) or real(params, norm))
+    for max_norm, expected in ((0.5, [0.5] * 3), (None, [])):
+        calls.clear()
+        agent = DQNAgent(BOX2, TWO, small_config(max_grad_norm=max_norm))
+        batch = {k: v[:4] for k, v in hand_batch(agent).items()}
+        before = [p.detach().clone() for p in agent.q_net.parameters()]
+        for _ in range(3):
+            agent.gradient_step(batch)
+        assert calls == expected
+        assert any(not torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters()))  # it stepped

@@ -89,20 +89,21 @@ def fault_runs(tmp_path_factory):
     folders = {fault: tmp_path_factory.mktemp(fault) for fault in FAULTS}
     with ThreadPoolExecutor(2) as pool:
         firsts = dict(zip(FAULTS, pool.map(lambda f: fault_run(folders[f], f), FAULTS)))
-        states = {}
+        states, logs = {}, {}
         for fault in FAULTS:
             try:
                 states[fault] = load_checkpoint(folders[fault] / "run.pt")
             except (OSError, ValueError) as exc:
                 states[fault] = exc
+            logs[fault] = read_rows(folders[fault] / "logs" / "episodes.csv")[1]
         resumed = dict(zip(FAULTS, pool.map(lambda f: fault_run(folders[f]), FAULTS)))
-    return {f: (folders[f], firsts[f], states[f], resumed[f]) for f in FAULTS}
+    return {f: (folders[f], firsts[f], states[f], logs[f], resumed[f]) for f in FAULTS}
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_a_fault_leaves_a_loadable_checkpoint_consistent_logs_and_a_clean_resume(fault_runs, fault):
     status, where = FAULTS[fault]
-    folder, first, payload, resumed = fault_runs[fault]
+    folder, first, payload, rows_before_resume, resumed = fault_runs[fault]
     assert first.returncode == status, first.stderr[-2000:]
     assert isinstance(payload, dict), payload  # the checkpoint after the fault loaded
     trainer_state = payload["extra"]["trainer"]
@@ -115,6 +116,12 @@ def test_a_fault_leaves_a_loadable_checkpoint_consistent_logs_and_a_clean_resume
     else:
         assert AT - 4 <= step <= AT + 500, step
     assert torch.isfinite(payload["agent"]["q_net"]["head.weight"]).all()
+    # Episode rows reached the disk as episodes ended: every episode of the checkpoint is there, and when the
+    # run went on past its checkpoint (killed, or a step cut in half), so are the later ones.
+    logged_steps = [int(r[0]) for r in rows_before_resume]
+    assert sum(s <= step for s in logged_steps) == len(trainer_state["episode_returns"])
+    if where == "before":
+        assert max(logged_steps) > step + 100
     if fault == "nan_reward":
         assert "non-finite reward (nan)" in first.stderr and "the agent did not see it" in first.stderr
     if fault in ("sigint", "sigterm", "sigint_in_update"):

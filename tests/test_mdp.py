@@ -15,6 +15,7 @@ from rlbook.mdp import (
     mrp_values,
     mrp_values_iterative,
     policy_evaluation,
+    q_from_v,
     q_iteration,
     sample_chain,
     sample_chains,
@@ -244,3 +245,50 @@ def test_finite_horizon_evaluation_is_truncated_sum(mdp, horizon):
     r_pi = np.einsum("sa,sa->s", pi, mdp.r_sa)
     expected = sum(mdp.gamma**t * np.linalg.matrix_power(P_pi, t) @ r_pi for t in range(horizon))
     np.testing.assert_allclose(policy_evaluation(mdp, pi, horizon=horizon), expected + 0 * r_pi, atol=1e-9)
+
+
+def test_iterative_mrp_values_with_terminal_states_match_the_linear_solve():
+    # A chain 0 -> 1 -> 2 (terminal) with a self-loop on 0: the terminal state keeps value 0, and the
+    # iteration must not stop early because the terminal state's value never changes.
+    P = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    r = np.array([1.0, 2.0, 5.0])
+    exact = mrp_values(P, r, 0.9, terminal=[2])
+    V, history = mrp_values_iterative(P, r, 0.9, tol=1e-12, terminal=[2])
+    np.testing.assert_allclose(V, exact, atol=1e-9)
+    assert V[2] == 0.0 and exact[2] == 0.0
+    np.testing.assert_array_equal(history[0], 0.0)
+    np.testing.assert_array_equal(history[-1], V)
+    assert len(history) > 20  # one row per sweep: the self-loop converges slowly
+
+
+def test_q_from_v_masks_unavailable_actions_with_minus_infinity():
+    mdp = three_state_mdp(0.9)
+    Q = q_from_v(mdp, np.zeros(3))
+    assert np.all(Q[~mdp.available] == -np.inf)
+    np.testing.assert_allclose(Q[mdp.available], mdp.r_sa[mdp.available])
+
+
+@pytest.mark.parametrize("solver", [value_iteration, q_iteration])
+def test_solvers_report_convergence_honestly(solver):
+    mdp = three_state_mdp(0.95)
+    cut = solver(mdp, tol=1e-12, max_iter=3)
+    assert not cut.converged and cut.iterations == 3
+    assert solver(mdp, tol=1e-8).converged
+    assert solver(mdp, horizon=2).converged  # a finite horizon is done when its sweeps are
+
+
+def test_finite_horizon_q_looks_ahead_on_the_shorter_horizon():
+    mdp = three_state_mdp(0.9)
+    for T in (1, 2, 5):
+        result = value_iteration(mdp, horizon=T)
+        shorter = value_iteration(mdp, horizon=T - 1).V if T > 1 else np.zeros(3)
+        expected = q_from_v(mdp, shorter)
+        np.testing.assert_allclose(result.Q[mdp.available], expected[mdp.available])
+        np.testing.assert_array_equal(result.policy, np.argmax(expected, axis=1))
+
+
+def test_q_iteration_history_keeps_unavailable_entries_at_zero():
+    mdp = three_state_mdp(0.9)
+    result = q_iteration(mdp, Q0=np.full((3, 3), 7.0))
+    assert all(np.all(Q[~mdp.available] == 0.0) for Q in result.history)
+    np.testing.assert_allclose(result.V, value_iteration(mdp).V, atol=1e-6)

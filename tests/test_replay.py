@@ -352,3 +352,35 @@ def test_len_never_exceeds_capacity_and_every_valid_row_is_whole(capacity, num_e
         sample = buffer.sample(64, np.random.default_rng(0))
         np.testing.assert_array_equal(sample.next_obs[:, 0], sample.obs[:, 0] + sample.steps)
         np.testing.assert_array_equal(sample.next_obs[:, 1:], sample.obs[:, 1:])
+
+
+@pytest.mark.parametrize("num_envs,n", [(1, 1), (3, 1), (3, 3)])
+def test_sampling_is_uniform_over_the_valid_rows(num_envs, n):
+    # Several envs with different episode lengths fill their segments unevenly; every valid row must still
+    # come up with the same probability (the draw spans the envs, rejects the slots without a row).
+    buffer = ReplayBuffer(60, (3,), n_step=n, num_envs=num_envs)
+    folder = NStepFolder(n, 0.9, num_envs=num_envs)
+    venv = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(3 + 2 * i, max_episode_steps=4 + i, tag=i)
+                                     for i in range(num_envs)])
+    obs, _ = venv.reset(seed=0)
+    needs_reset = np.zeros(num_envs, bool)
+    for _ in range(70):
+        nxt, reward, term, trunc, _ = venv.step(np.zeros(num_envs, np.int64))
+        live = ~needs_reset
+        rows = folder.fold(Transition(obs=obs[live], action=np.zeros(int(live.sum()), np.int64),
+                                      reward=reward[live].astype(np.float32), next_obs=nxt[live],
+                                      terminated=term[live], truncated=trunc[live], env_ids=np.flatnonzero(live)))
+        buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                   rows.env_ids, rows.steps)
+        needs_reset = term | trunc
+        obs = nxt
+    valid = np.flatnonzero(buffer._valid(np.arange(buffer.segment * buffer.num_envs)))
+    assert 40 <= len(valid) <= 60
+    draws = 200 * len(valid)
+    counts = np.bincount(buffer.sample_indices(draws, np.random.default_rng(0)), minlength=len(buffer._obs))
+    assert counts[valid].sum() == draws  # nothing but valid rows
+    expected = draws / len(valid)
+    # each row within 5 standard deviations of its binomial expectation; and a chi-square of the whole
+    assert np.all(np.abs(counts[valid] - expected) < 5 * np.sqrt(expected))
+    chi2 = float(np.sum((counts[valid] - expected) ** 2 / expected))
+    assert chi2 < len(valid) + 5 * np.sqrt(2 * len(valid))

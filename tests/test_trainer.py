@@ -446,3 +446,33 @@ def test_failed_start_keeps_the_checkpoint_and_errors_close_the_logs(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         Trainer(make_agent(env), env, total_steps=100, plugins=[csv_logger, Boom()]).run()
     assert csv_logger._episodes_file is None
+
+
+class SlowCountingEnv(gym.Wrapper):
+    """A counting env whose steps take 2 ms (to see that evaluation time is not training time)."""
+
+    def step(self, action):
+        import time
+
+        time.sleep(0.002)
+        return self.env.step(action)
+
+
+def test_greedy_solve_rule_checks_on_fresh_envs_and_pauses_the_clock():
+    from rlbook.envs.counting import CountingEnv
+    from rlbook.evaluate import GreedySolve
+
+    env = CountingEnv(5)  # every episode returns 1 + 2 + 3 + 4 + 5 = 15
+    agent = RandomAgent(env.observation_space, env.action_space, seed=0)
+    slow = lambda: SlowCountingEnv(CountingEnv(5))  # noqa: E731
+    never = GreedySolve(slow, threshold=15.5, every_steps=100, episodes=20, confirm=100, num_envs=4)
+    trainer = Trainer(agent, env, total_steps=400, plugins=[never], seed=0).run()
+    assert [h[0] for h in never.history] == [100, 200, 300, 400] and never.solved_at_step is None
+    assert all(h[2] == 15.0 for h in never.history)
+    # 4 checks x 20 episodes x 5 steps x 2 ms = 0.8 s of evaluation, none of it training time
+    assert trainer.seconds() < 0.4 and trainer.stop_reason == "total_steps"
+    solves = GreedySolve(slow, threshold=15.0, every_steps=100, episodes=20, confirm=100, num_envs=4)
+    trainer = Trainer(RandomAgent(env.observation_space, env.action_space), CountingEnv(5), total_steps=1000,
+                      plugins=[solves], seed=0).run()
+    assert solves.solved_at_step == trainer.step == 100 and solves.confirm_mean == 15.0
+    assert solves.solved_at_seconds < 0.2 and "greedy policy solved" in trainer.stop_reason

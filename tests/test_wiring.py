@@ -38,9 +38,17 @@ SPECS = {0: (3, None),   # terminates after 3 steps
          4: (7, 2)}      # truncated after 2 steps
 
 
+class ShiftedCountingEnv(CountingEnv):
+    """A counting env whose three actions are numbered -1, 0, 1 (the agent must store them 0-based)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.action_space = gym.spaces.Discrete(3, start=-1)
+
+
 def counting_vector() -> gym.vector.SyncVectorEnv:
-    return gym.vector.SyncVectorEnv([lambda tag=tag, spec=spec: CountingEnv(spec[0], max_episode_steps=spec[1],
-                                                                            tag=tag) for tag, spec in SPECS.items()])
+    return gym.vector.SyncVectorEnv([lambda tag=tag, spec=spec: ShiftedCountingEnv(
+        spec[0], max_episode_steps=spec[1], tag=tag) for tag, spec in SPECS.items()])
 
 
 def expected_row(obs: np.ndarray, n: int, gamma: float = GAMMA) -> dict:
@@ -66,10 +74,13 @@ class SeenTransitions(Plugin):
 
     def __init__(self):
         self.rows: list[tuple[int, int, int]] = []
+        self.actions: dict[tuple[int, int, int], int] = {}
 
     def after_step(self, trainer, transition, metrics):
         if transition is not None:
-            self.rows += [tuple(int(v) for v in o) for o in transition.obs]
+            rows = [tuple(int(v) for v in o) for o in transition.obs]
+            self.rows += rows
+            self.actions.update(zip(rows, transition.action.tolist()))
 
 
 def run_to_buffer(n_step: int, total_steps: int = 400, **overrides) -> tuple[DQNAgent, SeenTransitions]:
@@ -86,7 +97,8 @@ def test_buffer_holds_exactly_the_real_transitions(n_step):
     buffer = agent.buffer
     slots = np.flatnonzero(buffer._valid(np.arange(buffer.segment * buffer.num_envs)))
     batch = buffer.batch_at(slots)
-    assert len(batch) == len(buffer) > 100
+    assert len(batch) == len(buffer) == agent._rows_stored > 100
+    assert buffer.num_envs == len(SPECS)
     for i in range(len(batch)):
         want = expected_row(batch.obs[i], n_step)
         t, episode, tag = batch.obs[i]
@@ -97,6 +109,8 @@ def test_buffer_holds_exactly_the_real_transitions(n_step):
         assert bool(batch.truncated[i]) == want["truncated"], batch.obs[i]
         np.testing.assert_array_equal(batch.next_obs[i], want["next_obs"])
         assert int(tag) == slots[i] // buffer.segment  # each environment's rows in its own stream
+        # actions are stored 0-based: the env's -1, 0, 1 become 0, 1, 2
+        assert batch.action[i] == seen.actions[(int(t), int(episode), int(tag))] + 1
     stored = {tuple(int(v) for v in o) for o in batch.obs}
     assert len(stored) == len(batch)  # no row stored twice
     assert stored <= set(seen.rows)
@@ -119,8 +133,8 @@ class FixedQ(nn.Module):
         return x.float() @ self.weight
 
 
-TARGET_W = [[2.0, 3.0], [0.0, 0.0], [1.0, -1.0]]  # Q_target(s) = (2t + tag, 3t - tag)
-ONLINE_W = [[-1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]  # the online net prefers action 1 whenever t > 0
+TARGET_W = [[2.0, 3.0, 1.0], [0.0, 0.0, 0.0], [1.0, -1.0, 0.0]]  # Q_target(s) = (2t + tag, 3t - tag, t)
+ONLINE_W = [[-1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]  # the online net prefers action 1 when t > 0
 
 
 @pytest.mark.parametrize("n_step,double", [(1, False), (1, True), (3, False), (3, True)])
