@@ -2,22 +2,29 @@
 
 Usage (from the repository root)::
 
-    python bench/tabular.py --seeds 10
+    python bench/tabular.py --sweep      # tune epsilon on seeds 100-105 -> results/05_tabular/epsilon_sweep.json
+    python bench/tabular.py --seeds 10   # the benchmark on seeds 0-9 -> results/05_tabular/frozenlake.json
 
 What is measured, per seed:
 
 * the learned-model agents (value iteration and its Q-iteration twin, 100 steps per iteration), with
   two exploration strategies: pure random play (epsilon 1) and epsilon-greedy play with respect to
-  the last solve of the learned model (epsilon 0.3): iterations and seconds until the greedy
-  policy's success probability within the time limit is within 0.02 of the optimal stationary
+  the last solve of the learned model (the epsilon the sweep picked): iterations and seconds until the
+  greedy policy's success probability within the time limit is within 0.02 of the optimal stationary
   policy's;
-* tabular Q-learning: environment steps (and seconds) until the greedy policy succeeds with
-  probability >= 0.70 (4x4) or >= 0.85 (8x8) within the time limit;
+* tabular Q-learning with optimistic initial values: environment steps (and seconds) until the greedy
+  policy succeeds with probability >= 0.70 (4x4) or >= 0.85 (8x8) within the time limit; and the old
+  text's setting (random play, alpha 0.2, gamma 0.9) on the 4x4 lake, under the same rule;
 * exact value iteration on the known 8x8 model: seconds.
 
 The frequent "is it solved yet?" checks use the exact success probability of the greedy policy,
-computed from the known model (no sampling noise, no lucky passes). Their cost is timed and
-subtracted from the training time. Each solve is confirmed with 2,000 real greedy episodes.
+computed from the known model (no sampling noise, no lucky passes). A run counts as solved only when
+the threshold *holds*: at ``HOLD`` consecutive checks (a single lucky spike does not count); it is solved
+at the first of them. The checks' cost is timed and subtracted from the training time. Each final agent
+is also played for 2,000 real greedy episodes.
+
+The epsilon of the epsilon-greedy learned-model agents is tuned by ``--sweep`` on seeds the benchmark
+never uses (100-105), on the 8x8 lake, and read from its results file by the benchmark.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 
 from rlbook.evaluate import evaluate
 from rlbook.mdp import FiniteMDP, success_probability, value_iteration
-from rlbook.results import summarize, write_results
+from rlbook.results import load_results, summarize, write_results
 from rlbook.tabular import ModelBasedAgent, QLearningAgent
 from rlbook.train import Plugin, Trainer
 
@@ -42,13 +49,18 @@ LAKES = {
 }
 MODEL_SETTINGS = {"frozenlake4x4": dict(gamma=0.99, steps_per_iteration=100),
                   "frozenlake8x8": dict(gamma=0.995, steps_per_iteration=100)}
-# Exploration of the learned-model agents. epsilon 0.3 was picked on 8x8 among 0.0, 0.05, 0.1, 0.2, 0.3,
-# 0.4, 0.5 and a decay 1.0 -> 0.1 over 20,000 steps (seeds 0-5, 300 iterations): smaller values stop
-# visiting the states off the greedy path, larger ones rarely get the greedy path to the goal.
-EXPLORATION = {"random": dict(epsilon=1.0), "egreedy": dict(epsilon=0.3)}
 MODEL_BUDGET_ITERATIONS = 1000
+#: Consecutive checks at or above the threshold that make a run solved.
+HOLD = 5
+#: The epsilon sweep (``--sweep``): values tried, tuning seeds (never benchmark seeds), iterations per run.
+SWEEP_EPSILONS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+SWEEP_SEEDS = list(range(100, 106))
+SWEEP_ITERATIONS = 400
+SWEEP_RESULTS = "05_tabular/epsilon_sweep"
 Q_SETTINGS = {"frozenlake4x4": dict(alpha=0.2, gamma=0.99, epsilon=0.2, initial_q=1.0),
               "frozenlake8x8": dict(alpha=0.2, gamma=0.99, epsilon=0.2, initial_q=1.0)}
+#: The old text's Q-learning on the 4x4 lake: random play, alpha 0.2, gamma 0.9 (it reported about 1,860 steps).
+Q_OLD_TEXT = dict(alpha=0.2, gamma=0.9, epsilon=1.0)
 Q_THRESHOLDS = {"frozenlake4x4": 0.70, "frozenlake8x8": 0.85}
 Q_BUDGET_STEPS = {"frozenlake4x4": 50_000, "frozenlake8x8": 300_000}
 Q_CHECK_EVERY = 100
@@ -62,28 +74,31 @@ class ExactSuccess(Plugin):
     otherwise every ``every_steps`` environment steps. The time spent checking is kept in
     ``check_seconds`` so that it can be taken out of the training time."""
 
-    def __init__(self, mdp, goal, horizon, threshold, every_steps=None):
+    def __init__(self, mdp, goal, horizon, threshold, every_steps=None, hold=HOLD):
         self.mdp, self.goal, self.horizon, self.threshold, self.every = mdp, goal, horizon, threshold, every_steps
+        self.hold = hold
         self.curve_x: list[int] = []
         self.curve_y: list[float] = []
         self.check_seconds = 0.0
         self.solved_at_step = None
         self.solved_at_seconds = None
+        self.solved_at_x = None
+        self._streak = []  # (x, step, seconds) of the current run of passing checks
 
     def after_step(self, trainer, transition, metrics):
         due = bool(metrics) if self.every is None else trainer.step % self.every == 0
         if not due:
             return
-        start = time.perf_counter()
-        p = success_probability(self.mdp, trainer.agent.greedy_policy(), self.goal, horizon=self.horizon)
-        x = trainer.agent.iterations if self.every is None else trainer.step
-        self.curve_x.append(int(x))
-        self.curve_y.append(round(float(p), 4))
-        if p >= self.threshold:
-            self.solved_at_step = trainer.step
-            self.solved_at_seconds = time.perf_counter() - trainer.start_time - self.check_seconds
-            trainer.stop("solved")
-        self.check_seconds += time.perf_counter() - start
+        with trainer.pause_clock():
+            seconds = trainer.seconds()
+            p = success_probability(self.mdp, trainer.agent.greedy_policy(), self.goal, horizon=self.horizon)
+            x = trainer.agent.iterations if self.every is None else trainer.step
+            self.curve_x.append(int(x))
+            self.curve_y.append(round(float(p), 4))
+            self._streak = self._streak + [(int(x), trainer.step, seconds)] if p >= self.threshold else []
+            if len(self._streak) >= self.hold:
+                self.solved_at_x, self.solved_at_step, self.solved_at_seconds = self._streak[0]
+                trainer.stop(f"solved: {self.hold} consecutive checks at or above {self.threshold:g}")
 
 
 def downsample(x, y, n=100):
@@ -109,37 +124,65 @@ def real_success(agent, env_id, seed):
     return evaluate(agent, venv, n_episodes=EVAL_EPISODES, seed=seed).mean
 
 
-def run_model_based(name, method, exploration, seed):
+def run_model_based(name, method, epsilon, seed, iterations=MODEL_BUDGET_ITERATIONS, real=True):
     env_id, env, mdp, goal, horizon, optimum, _ = lake(name)
-    agent = ModelBasedAgent(env.observation_space, env.action_space, method=method, seed=seed,
-                            **MODEL_SETTINGS[name], **EXPLORATION[exploration])
+    agent = ModelBasedAgent(env.observation_space, env.action_space, method=method, seed=seed, epsilon=epsilon,
+                            **MODEL_SETTINGS[name])
     check = ExactSuccess(mdp, goal, horizon, optimum - 0.02)
-    budget = MODEL_BUDGET_ITERATIONS * MODEL_SETTINGS[name]["steps_per_iteration"]
+    budget = iterations * MODEL_SETTINGS[name]["steps_per_iteration"]
     trainer = Trainer(agent, env, total_steps=budget, plugins=[check], seed=seed).run()
-    solved = check.solved_at_step is not None
-    return {"iterations": agent.iterations if solved else None, "seconds": check.solved_at_seconds,
-            "steps": check.solved_at_step, "exact": check.curve_y[-1],
-            "run_seconds": trainer.elapsed - check.check_seconds,
-            "real": real_success(agent, env_id, 10_000 + seed),
+    return {"iterations": check.solved_at_x, "seconds": check.solved_at_seconds,
+            "steps": check.solved_at_step, "exact": check.curve_y[-1], "run_seconds": trainer.elapsed,
+            "real": real_success(agent, env_id, 10_000 + seed) if real else None,
             "curve": downsample(check.curve_x, check.curve_y)}
 
 
-def run_qlearning(name, seed):
+def run_qlearning(name, seed, settings, budget):
     env_id, env, mdp, goal, horizon, _, _ = lake(name)
-    agent = QLearningAgent(env.observation_space, env.action_space, seed=seed, **Q_SETTINGS[name])
+    agent = QLearningAgent(env.observation_space, env.action_space, seed=seed, **settings)
     check = ExactSuccess(mdp, goal, horizon, Q_THRESHOLDS[name], every_steps=Q_CHECK_EVERY)
-    trainer = Trainer(agent, env, total_steps=Q_BUDGET_STEPS[name], plugins=[check], seed=seed).run()
+    trainer = Trainer(agent, env, total_steps=budget, plugins=[check], seed=seed).run()
     return {"steps": check.solved_at_step, "seconds": check.solved_at_seconds, "exact": check.curve_y[-1],
-            "run_seconds": trainer.elapsed - check.check_seconds,
+            "run_seconds": trainer.elapsed,
             "real": real_success(agent, env_id, 10_000 + seed), "curve": downsample(check.curve_x, check.curve_y)}
+
+
+def sweep() -> None:
+    """Tune the learned-model agents' epsilon on the 8x8 lake, on seeds the benchmark never uses."""
+    table = {}
+    for epsilon in SWEEP_EPSILONS:
+        runs = [run_model_based("frozenlake8x8", "values", epsilon, s, SWEEP_ITERATIONS, real=False)
+                for s in SWEEP_SEEDS]
+        table[f"{epsilon:g}"] = summarize([r["iterations"] for r in runs], SWEEP_ITERATIONS, "iterations")
+        print("sweep epsilon", epsilon, [r["iterations"] for r in runs], flush=True)
+    best = min(table, key=lambda e: (table[e]["median"], -table[e]["solved"]))
+    metrics = {f"vi_egreedy_frozenlake8x8_iterations_eps_{e}": entry for e, entry in table.items()}
+    write_results(SWEEP_RESULTS, metrics, SWEEP_SEEDS, chosen_epsilon=float(best), epsilons=list(SWEEP_EPSILONS),
+                  iterations_budget=SWEEP_ITERATIONS, hold_checks=HOLD,
+                  notes="Value iteration on the learned model, 8x8 lake, epsilon-greedy play with respect to the "
+                        "last solve; iterations until the greedy policy's exact success holds within 0.02 of the "
+                        "optimum for HOLD consecutive checks. The benchmark uses chosen_epsilon: the smallest "
+                        "median, then the most solved runs.")
+
+
+def chosen_epsilon() -> float:
+    try:
+        return float(load_results(SWEEP_RESULTS)["provenance"]["chosen_epsilon"])
+    except FileNotFoundError:
+        raise SystemExit("run `python bench/tabular.py --sweep` first: it tunes epsilon on its own seeds") from None
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--lakes", nargs="+", default=list(LAKES))
+    parser.add_argument("--sweep", action="store_true", help="tune epsilon on seeds 100-105 and exit")
     args = parser.parse_args()
+    if args.sweep:
+        sweep()
+        return
     seeds = list(range(args.seeds))
+    exploration = {"random": 1.0, "egreedy": chosen_epsilon()}
     metrics, curves, references = {}, {}, {}
     for name in args.lakes:
         env_id, _, mdp, goal, horizon, optimum, nonstationary = lake(name)
@@ -148,9 +191,9 @@ def main():
                             "optimal_nonstationary_success": round(nonstationary, 5),
                             "model_solve_threshold": round(optimum - 0.02, 5),
                             "qlearning_threshold": Q_THRESHOLDS[name]}
-        for (method, short), exploration in itertools.product((("values", "vi"), ("q", "qi")), EXPLORATION):
-            prefix = f"{short}_{exploration}"
-            runs = [run_model_based(name, method, exploration, s) for s in seeds]
+        for (method, short), explore in itertools.product((("values", "vi"), ("q", "qi")), exploration):
+            prefix = f"{short}_{explore}"
+            runs = [run_model_based(name, method, exploration[explore], s) for s in seeds]
             budget = MODEL_BUDGET_ITERATIONS
             metrics[f"{prefix}_{name}_iterations_to_solve"] = summarize([r["iterations"] for r in runs], budget,
                                                                         "iterations")
@@ -160,8 +203,16 @@ def main():
             metrics[f"{prefix}_{name}_exact_success"] = summarize([r["exact"] for r in runs], unit="probability")
             if method == "values":  # curves of value iteration only, to keep the results file small
                 curves[f"{prefix}_{name}"] = [r["curve"] for r in runs]
-            print(name, method, exploration, [r["iterations"] for r in runs], flush=True)
-        runs = [run_qlearning(name, s) for s in seeds]
+            print(name, method, explore, [r["iterations"] for r in runs], flush=True)
+        if name == "frozenlake4x4":  # the old text's setting, under the same rule
+            runs = [run_qlearning(name, s, Q_OLD_TEXT, Q_BUDGET_STEPS[name]) for s in seeds]
+            metrics[f"qlearning_oldtext_{name}_steps_to_solve"] = summarize(
+                [r["steps"] for r in runs], Q_BUDGET_STEPS[name], "env steps")
+            metrics[f"qlearning_oldtext_{name}_exact_success"] = summarize([r["exact"] for r in runs],
+                                                                           unit="probability")
+            curves[f"qlearning_oldtext_{name}"] = [r["curve"] for r in runs]
+            print(name, "qlearning old text", [r["steps"] for r in runs], flush=True)
+        runs = [run_qlearning(name, s, Q_SETTINGS[name], Q_BUDGET_STEPS[name]) for s in seeds]
         metrics[f"qlearning_{name}_steps_to_solve"] = summarize([r["steps"] for r in runs], Q_BUDGET_STEPS[name],
                                                                 "env steps")
         metrics[f"qlearning_{name}_seconds_to_solve"] = summarize(
@@ -183,19 +234,23 @@ def main():
 
     write_results(
         "05_tabular/frozenlake", metrics, seeds, references=references,
-        settings={"model_based": MODEL_SETTINGS, "model_exploration": EXPLORATION,
-                  "model_budget_iterations": MODEL_BUDGET_ITERATIONS,
-                  "qlearning": Q_SETTINGS, "qlearning_budget_steps": Q_BUDGET_STEPS,
+        settings={"model_based": MODEL_SETTINGS,
+                  "model_exploration": {k: {"epsilon": v} for k, v in exploration.items()},
+                  "model_budget_iterations": MODEL_BUDGET_ITERATIONS, "hold_checks": HOLD,
+                  "epsilon_from": f"results/{SWEEP_RESULTS}.json",
+                  "qlearning": Q_SETTINGS, "qlearning_old_text": Q_OLD_TEXT, "qlearning_budget_steps": Q_BUDGET_STEPS,
                   "qlearning_check_every_steps": Q_CHECK_EVERY, "eval_episodes": EVAL_EPISODES},
         notes=("Solved = the exact success probability (from the known model) of the greedy policy within the "
-               "time limit reaches the threshold; checked after every model re-solve (model-based) or every 100 "
+               f"time limit is at or above the threshold at {HOLD} consecutive checks (solved at the first of "
+               "them); checked after every model re-solve (model-based) or every 100 "
                "env steps (Q-learning). Seconds are the training run's wall clock with the checking time "
                "subtracted. eval_success is the success rate over 2,000 real greedy episodes of the final "
                "agent. A run that never solves counts as the budget (iterations / steps) or as the "
                "longest full run (seconds). vi_exact: value iteration to tol 1e-8 with gamma 0.99 on the known "
                "8x8 model. Learned-model keys: vi/qi = value iteration / Q-iteration on the learned model; "
                "random = exploration by pure random play (epsilon 1), egreedy = epsilon-greedy play (epsilon "
-               "0.3) with respect to the last solve. Curves (exact success after each check) are stored for "
+               "from the sweep) with respect to the last solve. qlearning_oldtext: random play, alpha 0.2, gamma "
+               "0.9. Curves (exact success after each check) are stored for "
                "value iteration and Q-learning only."),
         curves=curves)
 

@@ -140,9 +140,10 @@ def learning_curves(
     ax = _new_ax(ax)
     x, med, q25, q75 = aggregate_runs(runs, n_points=n_points, smooth=smooth, min_fraction=min_fraction)
     n = len(runs)
-    name = label if label is not None else None
-    if name is not None and n > 1:
-        name = f"{label} (median of {n} seeds)"
+    name = label
+    if n > 1:  # the legend names the band, not just the line
+        band = f"median and interquartile range of {n} seeds"
+        name = f"{label} ({band})" if label is not None else band
     (line,) = ax.plot(x, med, color=color, label=name)
     if n > 1:
         ax.fill_between(x, q25, q75, color=line.get_color(), alpha=0.25, linewidth=0)

@@ -100,7 +100,7 @@ def test_learning_curves_artists_band_and_threshold():
     np.testing.assert_allclose(ax.lines[0].get_ydata(), med)
     assert ax.get_xlabel() == "environment steps" and ax.get_title() == "t"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["A (median of 4 seeds)", "threshold = 475"]
+    assert labels == ["A (median and interquartile range of 4 seeds)", "threshold = 475"]
 
 
 def test_learning_curves_compare_methods_on_one_ax():
