@@ -1,13 +1,20 @@
-"""Neural networks for value-based agents: a multilayer perceptron and the Nature DQN convolutional net.
+"""Neural networks for value-based agents: a multilayer perceptron and the Nature DQN convolutional net,
+and the pieces of chapter 7 that change them.
 
-Defined in chapter 6 (DQN). Chapter 7 adds its heads (noisy, dueling, categorical) beside these: each
-network here is a *torso* that makes features followed by a linear *head* that maps features to one
-value per action, so an extension swaps the head and keeps the torso.
+Defined in chapter 6 (DQN). Each network here is a *torso* that makes features followed by a *head* that maps
+features to one value per action, so an extension swaps the head and keeps the torso:
+
+* :class:`NoisyLinear` -- a linear layer whose weights carry learned Gaussian noise (noisy networks explore by
+  noise instead of random actions); ``linear=`` puts it in every fully connected layer of a network;
+* :class:`QHead` -- the head: plain (one output per action) or dueling (a state value plus advantages
+  centred on their mean), each with one output per action or ``atoms`` outputs per action (the logits of a
+  categorical return distribution, C51).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +36,7 @@ class MLP(nn.Module):
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (128, 128),
-                 activation: type[nn.Module] = nn.ReLU):
+                 activation: type[nn.Module] = nn.ReLU, linear: Callable[[int, int], nn.Module] = nn.Linear):
         super().__init__()
         in_dim = check_int("in_dim", in_dim, 1)
         out_dim = check_int("out_dim", out_dim, 1)
@@ -39,19 +46,20 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         size = in_dim
         for h in hidden:
-            layers += [nn.Linear(size, h), activation()]
+            layers += [linear(size, h), activation()]
             size = h
         #: Hidden layers (empty for a linear model); ``features_dim`` is their output size.
         self.torso = nn.Sequential(*layers)
         self.features_dim = size
-        #: The output layer (chapter 7 replaces it with dueling / noisy / categorical heads).
-        self.head = nn.Linear(size, out_dim)
+        #: The output layer (chapter 7 replaces it with a :class:`QHead`).
+        self.head = linear(size, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"MLP expects input of shape (n, {self.in_dim}), got {tuple(x.shape)}")
-        if x.dtype != self.head.weight.dtype:  # integers, float64 observations, ...
-            x = x.to(self.head.weight.dtype)
+        dtype = next(self.parameters()).dtype
+        if x.dtype != dtype:  # integers, float64 observations, ...
+            x = x.to(dtype)
         return self.head(self.torso(x))
 
 
@@ -73,7 +81,7 @@ class NatureCNN(nn.Module):
     """
 
     def __init__(self, in_channels: int = 4, n_actions: int | None = None, hidden: int = 512,
-                 frame_size: int = 84):
+                 frame_size: int = 84, linear: Callable[[int, int], nn.Module] = nn.Linear):
         super().__init__()
         if n_actions is None or not isinstance(n_actions, int) or n_actions < 1:
             raise ValueError(f"n_actions must be a positive integer, got {n_actions!r}")
@@ -93,10 +101,10 @@ class NatureCNN(nn.Module):
         with torch.no_grad():
             conv_out = conv(torch.zeros(1, in_channels, frame_size, frame_size)).shape[1]
         #: Convolutions plus the hidden layer; ``features_dim`` is its output size.
-        self.torso = nn.Sequential(*conv, nn.Linear(conv_out, hidden), nn.ReLU())
+        self.torso = nn.Sequential(*conv, linear(conv_out, hidden), nn.ReLU())
         self.features_dim = hidden
-        #: The output layer (chapter 7 replaces it with dueling / noisy / categorical heads).
-        self.head = nn.Linear(hidden, n_actions)
+        #: The output layer (chapter 7 replaces it with a :class:`QHead`).
+        self.head = linear(hidden, n_actions)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         expected = (self.in_channels, self.frame_size, self.frame_size)
@@ -108,6 +116,125 @@ class NatureCNN(nn.Module):
         elif not torch.is_floating_point(x):
             raise TypeError(f"NatureCNN expects uint8 frames or floats in [0, 1], got dtype {x.dtype}")
         return self.head(self.torso(x))
+
+
+class NoisyLinear(nn.Module):
+    """A linear layer with learned Gaussian noise on its weights and biases (noisy networks, chapter 7).
+
+    ``y = (mu_W + sigma_W * eps_W) x + mu_b + sigma_b * eps_b``: the means ``mu`` and the noise scales ``sigma``
+    are learned by gradient descent, ``eps`` is fresh noise. Where the data show that the noise costs return,
+    the network learns to shrink ``sigma`` there: exploration becomes state-dependent and fades where it is
+    no longer useful.
+
+    Args:
+        in_features, out_features: as for ``nn.Linear``.
+        factorized: ``False`` -- independent noise, one Gaussian per weight, ``mu`` drawn from
+            ``U(-sqrt(3 / in), sqrt(3 / in))`` and ``sigma`` starting at ``sigma0`` (0.017);
+            ``True`` -- factorized noise, ``eps_W = f(eps_out) f(eps_in)^T`` and ``eps_b = f(eps_out)`` with
+            ``f(x) = sign(x) sqrt(|x|)`` (``in + out`` Gaussians instead of ``in * out``), ``mu`` from
+            ``U(-1 / sqrt(in), 1 / sqrt(in))`` and ``sigma`` starting at ``sigma0 / sqrt(in)`` (``sigma0`` 0.4).
+        sigma0: the initial noise scale (default 0.4 factorized, 0.017 independent).
+        generator: the ``torch.Generator`` the noise is drawn from (a seeded run passes its own).
+
+    In training mode (``module.train()``) every forward pass draws new noise; in evaluation mode
+    (``module.eval()``) the layer uses the means only, which is the greedy policy.
+    """
+
+    def __init__(self, in_features: int, out_features: int, factorized: bool = True, sigma0: float | None = None,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, 1)
+        self.out_features = check_int("out_features", out_features, 1)
+        self.factorized = bool(factorized)
+        self.sigma0 = (0.4 if self.factorized else 0.017) if sigma0 is None else float(sigma0)
+        self.generator = generator
+        self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(torch.empty(out_features))
+        self.bias_sigma = nn.Parameter(torch.empty(out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features) if self.factorized else math.sqrt(3.0 / self.in_features)
+        sigma = self.sigma0 / math.sqrt(self.in_features) if self.factorized else self.sigma0
+        with torch.no_grad():
+            self.weight_mu.uniform_(-bound, bound, generator=self.generator)
+            self.bias_mu.uniform_(-bound, bound, generator=self.generator)
+            self.weight_sigma.fill_(sigma)
+            self.bias_sigma.fill_(sigma)
+
+    def noise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh ``(eps_W, eps_b)`` of shapes ``(out, in)`` and ``(out,)``."""
+        device, dtype = self.weight_mu.device, self.weight_mu.dtype
+        if self.factorized:
+            eps = torch.randn(self.in_features + self.out_features, device=device, dtype=dtype,
+                              generator=self.generator)
+            eps = eps.sign() * eps.abs().sqrt()
+            eps_in, eps_out = eps[: self.in_features], eps[self.in_features:]
+            return torch.outer(eps_out, eps_in), eps_out
+        eps = torch.randn(self.out_features * (self.in_features + 1), device=device, dtype=dtype,
+                          generator=self.generator)
+        return eps[self.out_features:].view(self.out_features, self.in_features), eps[: self.out_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return nn.functional.linear(x, self.weight_mu, self.bias_mu)
+        eps_w, eps_b = self.noise()
+        weight = self.weight_mu + self.weight_sigma * eps_w
+        return nn.functional.linear(x, weight, self.bias_mu + self.bias_sigma * eps_b)
+
+    def signal_to_noise(self) -> float:
+        """The layer's signal-to-noise ratio: RMS of the means over RMS of the noise scales (weights and biases)."""
+        with torch.no_grad():
+            mu = torch.cat([self.weight_mu.flatten(), self.bias_mu])
+            sigma = torch.cat([self.weight_sigma.flatten(), self.bias_sigma])
+            return float(mu.pow(2).mean().sqrt() / sigma.pow(2).mean().sqrt().clamp_min(1e-12))
+
+    def extra_repr(self) -> str:
+        kind = "factorized" if self.factorized else "independent"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {kind}, sigma0={self.sigma0:g}"
+
+
+class QHead(nn.Module):
+    """The head of a Q-network: features ``(n, F)`` to values ``(n, A)``, or to logits ``(n, A, atoms)`` when
+    ``atoms > 1`` (a categorical distribution over returns for each action, C51).
+
+    Args:
+        in_features: size of the torso's features.
+        n_actions: number of actions.
+        dueling: ``False`` -- one linear layer; ``True`` -- a value stream ``V(s)`` and an advantage stream
+            ``A(s, a)`` from the same features, combined as ``V + A - mean_a A`` (per atom for a distribution).
+            Subtracting the mean makes the split unique, and every action's value then moves when ``V`` learns.
+        atoms: outputs per action (1: plain values).
+        linear: the layer factory (``nn.Linear``, or a ``NoisyLinear`` partial for noisy networks).
+    """
+
+    def __init__(self, in_features: int, n_actions: int, dueling: bool = False, atoms: int = 1,
+                 linear: Callable[[int, int], nn.Module] = nn.Linear):
+        super().__init__()
+        self.n_actions = check_int("n_actions", n_actions, 1)
+        self.atoms = check_int("atoms", atoms, 1)
+        self.dueling = bool(dueling)
+        if self.dueling:
+            self.value = linear(in_features, self.atoms)
+            self.advantage = linear(in_features, self.n_actions * self.atoms)
+        else:
+            self.out = linear(in_features, self.n_actions * self.atoms)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n = features.shape[0]
+        if self.dueling:
+            value = self.value(features).view(n, 1, self.atoms)
+            advantage = self.advantage(features).view(n, self.n_actions, self.atoms)
+            out = value + advantage - advantage.mean(dim=1, keepdim=True)
+        else:
+            out = self.out(features).view(n, self.n_actions, self.atoms)
+        return out.squeeze(-1) if self.atoms == 1 else out
+
+
+def noisy_layers(module: nn.Module) -> list[tuple[str, NoisyLinear]]:
+    """The named :class:`NoisyLinear` layers of ``module`` (to report their signal-to-noise ratios)."""
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, NoisyLinear)]
 
 
 def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:

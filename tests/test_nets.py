@@ -1,11 +1,13 @@
-"""Networks (MLP, Nature CNN) and schedules (linear, exponential)."""
+"""Networks (MLP, Nature CNN, noisy layers, dueling and categorical heads) and schedules."""
+
+import functools
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from rlbook.nets import MLP, NatureCNN, clip_grad_norm
+from rlbook.nets import MLP, NatureCNN, NoisyLinear, QHead, clip_grad_norm, noisy_layers
 from rlbook.schedules import ExponentialSchedule, LinearSchedule
 
 
@@ -115,3 +117,84 @@ def test_clip_grad_norm_matches_torch(max_norm):
     clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets[1].parameters()]))
     assert clipped <= max_norm * (1 + 1e-5)
     assert (clipped < norm).item() == (norm > max_norm).item()  # untouched below the threshold
+
+
+# ---------------------------------------------------------------------- chapter 7: noisy layers and heads
+def test_noisy_linear_initialisation_follows_the_paper():
+    independent = NoisyLinear(100, 50, factorized=False, generator=torch.Generator().manual_seed(0))
+    assert torch.all(independent.weight_sigma == 0.017) and torch.all(independent.bias_sigma == 0.017)
+    bound = (3 / 100) ** 0.5
+    assert independent.weight_mu.abs().max() <= bound and independent.weight_mu.abs().max() > 0.9 * bound
+    factorized = NoisyLinear(100, 50, factorized=True, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(factorized.weight_sigma, torch.full((50, 100), 0.4 / 10))
+    assert factorized.weight_mu.abs().max() <= 0.1 and factorized.weight_mu.abs().max() > 0.09
+    assert factorized.signal_to_noise() == pytest.approx(
+        float(torch.cat([factorized.weight_mu.flatten(), factorized.bias_mu]).detach().pow(2).mean().sqrt() / 0.04),
+        rel=1e-5)
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_noisy_linear_draws_new_noise_each_forward_in_training_and_none_in_evaluation(factorized):
+    layer = NoisyLinear(4, 3, factorized=factorized, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(5, 4)
+    a, b = layer(x), layer(x)
+    assert not torch.allclose(a, b)  # training mode: fresh noise every call
+    layer.eval()
+    mean = nn.functional.linear(x, layer.weight_mu, layer.bias_mu)
+    torch.testing.assert_close(layer(x), mean)
+    torch.testing.assert_close(layer(x), layer(x))
+    layer.train()
+    eps_w, eps_b = layer.noise()
+    assert eps_w.shape == (3, 4) and eps_b.shape == (3,)
+    if factorized:  # an outer product: rank one, and the bias noise is its output factor
+        assert torch.linalg.matrix_rank(eps_w) == 1
+        f_out = eps_b
+        ratio = eps_w / f_out[:, None]
+        torch.testing.assert_close(ratio, ratio[:1].expand_as(ratio))
+    # gradients reach both the means and the noise scales
+    layer(x).sum().backward()
+    assert layer.weight_mu.grad.abs().sum() > 0 and layer.weight_sigma.grad.abs().sum() > 0
+
+
+def test_noisy_noise_statistics():
+    layer = NoisyLinear(30, 20, factorized=False, generator=torch.Generator().manual_seed(2))
+    samples = torch.stack([layer.noise()[0] for _ in range(200)])
+    assert samples.mean().abs() < 0.02 and (samples.std() - 1).abs() < 0.02
+    fact = NoisyLinear(30, 20, factorized=True, generator=torch.Generator().manual_seed(2))
+    w = torch.stack([fact.noise()[0] for _ in range(400)])
+    # f(x) = sign(x) sqrt|x| of two standard normals: E[|x|] = sqrt(2 / pi), so E[w^2] = (2 / pi)
+    assert (w.pow(2).mean() - 2 / np.pi).abs() < 0.03
+
+
+def test_dueling_head_is_value_plus_centred_advantage():
+    head = QHead(8, n_actions=3, dueling=True)
+    features = torch.randn(6, 8)
+    q = head(features)
+    value = head.value(features)
+    advantage = head.advantage(features)
+    torch.testing.assert_close(q, value + advantage - advantage.mean(dim=1, keepdim=True))
+    torch.testing.assert_close(q.mean(dim=1, keepdim=True), value)  # the mean over actions is V(s)
+    assert QHead(8, 3)(features).shape == (6, 3)
+
+
+def test_categorical_heads_give_logits_per_action_and_atom():
+    for dueling in (False, True):
+        head = QHead(8, n_actions=3, dueling=dueling, atoms=51)
+        out = head(torch.randn(4, 8))
+        assert out.shape == (4, 3, 51)
+    dueling = QHead(8, n_actions=3, dueling=True, atoms=5)
+    f = torch.randn(2, 8)
+    v = dueling.value(f).view(2, 1, 5)
+    a = dueling.advantage(f).view(2, 3, 5)
+    torch.testing.assert_close(dueling(f), v + a - a.mean(dim=1, keepdim=True))
+
+
+def test_networks_take_noisy_layers_everywhere_after_the_convolutions():
+    noisy = functools.partial(NoisyLinear, factorized=True)
+    mlp = MLP(4, 2, hidden=(16, 8), linear=noisy)
+    assert [name for name, _ in noisy_layers(mlp)] == ["torso.0", "torso.2", "head"]
+    cnn = NatureCNN(4, 6, linear=noisy)
+    cnn.head = QHead(512, 6, dueling=True, linear=noisy)
+    assert [name for name, _ in noisy_layers(cnn)] == ["torso.7", "head.value", "head.advantage"]
+    frames = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)
+    assert cnn(frames).shape == (2, 6)
