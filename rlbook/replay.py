@@ -13,9 +13,12 @@ that folded ``m`` rewards (``m = 1`` for plain transitions, up to ``n`` for n-st
 observation at position ``p + m``. When an episode ends, its final observation takes one slot of its
 own and the next episode starts after it, so episodes never share a slot.
 
-Every slot also stores the stream position it was last written at; a row can be sampled only while
-the slot holding its next observation still carries position ``p + m``. That one check covers ring
-wrap-around, the slots of final observations and rows whose successor has not arrived yet.
+Which rows can be sampled is decided by one window per environment: its ``quota`` newest row positions
+(the quotas add up to ``capacity``). A segment has ``quota + n`` slots, so the next observation of every row
+in the window is still stored; rows that fell out of the window, and slots that hold only a final
+observation, are never sampled. The rule depends on nothing but the row's own slot and its environment's
+head, so a sum tree (prioritized replay) can keep each slot's priority at zero exactly when it cannot be
+sampled.
 
 Memory per stored transition: ``obs.nbytes`` of one observation (not two) plus 25 bytes (action int64,
 reward float32, folded steps int16, two flags, stream position int64, row flag), and one extra
@@ -125,6 +128,7 @@ class ReplayBuffer:
         self._position = np.full(size, -1, np.int64)  # stream position each slot was last written at
         self._head = np.zeros(self.num_envs, np.int64)  # stream position of each env's next row
         self._frontier = np.zeros(self.num_envs, np.int64)  # one past the furthest position written
+        self._touched: list[np.ndarray] | None = None  # slots written by the current add (prioritized replay)
 
     @property
     def nbytes(self) -> int:
@@ -233,6 +237,8 @@ class ReplayBuffer:
                                  "obs differs from the previous row's next_obs")
         slots = self._slot(env, position)
         next_slots = self._slot(env, next_position)
+        if self._touched is not None:  # prioritized replay keeps its sum tree in step with these slots
+            self._touched += [slots, next_slots]
         # Next observations first, rows second: a slot that is both keeps its row flag.
         self._obs[next_slots] = next_obs[order]
         self._position[next_slots] = next_position
@@ -259,14 +265,14 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ sampling
     def _valid(self, slots: np.ndarray) -> np.ndarray:
-        """True where ``slots`` hold a row among its environment's ``quota`` newest row positions whose next
-        observation is still in the buffer (so at most ``capacity`` rows are ever valid)."""
+        """True where ``slots`` hold a row among its environment's ``quota`` newest row positions (so at most
+        ``capacity`` rows are ever valid).
+
+        That one window is the whole rule: a row at position ``p >= head - quota`` has its next observation at
+        ``p + m <= head - 1 + n``, and nothing past ``head + n - 1`` has been written yet, so with
+        ``quota + n`` slots per environment no newer write can have reused the next observation's slot."""
         env = slots // self.segment
-        position = self._position[slots]
-        next_position = position + self._steps[slots]
-        next_slots = self._slot(env, next_position)
-        return (self._is_row[slots] & (self._position[next_slots] == next_position)
-                & (position >= self._head[env] - self._quota[env]))
+        return self._is_row[slots] & (self._position[slots] >= self._head[env] - self._quota[env])
 
     def __len__(self) -> int:
         """Rows that can be sampled now."""
