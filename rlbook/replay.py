@@ -52,6 +52,8 @@ class ReplayBatch:
         truncated: the episode was truncated within the folded steps, ``(B,)`` bool.
         steps: rewards folded into ``reward`` (``m``); bootstrap with ``gamma ** steps``, ``(B,)`` int64.
         indices: the buffer slots of the rows (prioritized replay updates them), ``(B,)`` int64.
+        weights: importance-sampling weights of prioritized replay, ``(B,)`` float32 (``None`` for uniform
+            sampling, where every row weighs the same).
     """
 
     obs: np.ndarray
@@ -62,6 +64,7 @@ class ReplayBatch:
     truncated: np.ndarray
     steps: np.ndarray
     indices: np.ndarray
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.reward)
@@ -329,6 +332,158 @@ class ReplayBuffer:
     def __repr__(self) -> str:
         return (f"ReplayBuffer(capacity={self.capacity}, obs_shape={self.obs_shape}, obs_dtype={self.obs_dtype}, "
                 f"num_envs={self.num_envs}, n_step={self.n_step}, rows={len(self)})")
+
+
+# ---------------------------------------------------------------------- prioritized replay
+class SumTree:
+    """Non-negative priorities of ``capacity`` items in an array-backed binary tree (chapter 7).
+
+    Leaf ``i`` of the tree holds item ``i``'s priority; every inner node holds the sum of its two children,
+    so the root holds the total. Drawing an item with probability proportional to its priority is one walk
+    from the root: at each node go left if the target prefix sum lies within the left child's sum, else
+    subtract that sum and go right. Both operations are vectorised over many items at once: an update
+    rewrites the leaves, then recomputes the parents level by level (``log2`` levels, each one NumPy call);
+    a draw walks all its targets down together.
+
+    ``tree`` has ``2 * size`` entries (``size``: ``capacity`` rounded up to a power of two); the leaves are
+    ``tree[size:size + capacity]`` and the root is ``tree[1]``.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = check_int("capacity", capacity, 1)
+        self.size = 1 << (self.capacity - 1).bit_length()
+        self.depth = self.size.bit_length() - 1
+        self.tree = np.zeros(2 * self.size, np.float64)
+
+    @property
+    def total(self) -> float:
+        """The sum of all priorities."""
+        return float(self.tree[1])
+
+    def __getitem__(self, items) -> np.ndarray:
+        return self.tree[self.size + np.asarray(items)]
+
+    def update(self, items: np.ndarray, priorities: np.ndarray) -> None:
+        """Set the priorities of ``items`` (``(k,)`` ints, the last value wins for a repeated item)."""
+        items = np.asarray(items, np.int64).reshape(-1)
+        priorities = np.asarray(priorities, np.float64).reshape(-1)
+        if len(items) == 0:
+            return
+        if items.min() < 0 or items.max() >= self.capacity:
+            raise IndexError(f"items must lie in 0..{self.capacity - 1}")
+        if not np.all(np.isfinite(priorities)) or priorities.min() < 0:
+            raise ValueError("priorities must be finite and non-negative")
+        nodes = items + self.size
+        self.tree[nodes] = priorities  # NumPy keeps the last of repeated indices
+        nodes = np.unique(nodes >> 1)
+        while nodes[0] >= 1:
+            self.tree[nodes] = self.tree[2 * nodes] + self.tree[2 * nodes + 1]
+            if nodes[0] == 1:
+                break
+            nodes = np.unique(nodes >> 1)
+
+    def find(self, targets: np.ndarray) -> np.ndarray:
+        """The items where the running sum of priorities passes each target in ``[0, total)``: item ``i`` is
+        found for targets in ``[sum of priorities before i, that + priority i)``. Items with priority 0 are
+        never returned (while the total is positive)."""
+        targets = np.array(targets, np.float64)
+        node = np.ones(targets.shape, np.int64)
+        for _ in range(self.depth):
+            left = 2 * node
+            left_sum = self.tree[left]
+            # go right when the target is past the left sum -- unless rounding left nothing on the right
+            right = (targets >= left_sum) & (self.tree[left + 1] > 0)
+            right |= left_sum <= 0
+            targets = np.where(right, targets - left_sum, targets)
+            node = np.where(right, left + 1, left)
+        return node - self.size
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Prioritized experience replay (Schaul et al., 2016), chapter 7: rows are drawn with probability
+    ``P(i) = p_i / sum_k p_k``, where ``p_i = (|delta_i| + eps) ** alpha`` comes from the row's last TD error.
+
+    Rows the agent got most wrong come back most often. That changes the distribution the loss is averaged
+    over, so each sampled row carries an importance-sampling weight ``w_i = (N P(i)) ** -beta``, divided by the
+    largest weight of the batch; ``beta`` rises from 0.4 to 1 during training (a schedule the agent owns),
+    when the correction matters most.
+
+    New rows get the largest priority seen so far, so each is replayed at least about once. The sum tree has
+    one leaf per buffer slot and keeps a slot's priority at 0 exactly when the slot holds no row that can be
+    sampled (see the class docstring of :class:`ReplayBuffer`), so no invalid row is ever drawn. Draws are
+    stratified: the total is cut into ``B`` equal segments and one row is drawn in each.
+
+    Args (beyond :class:`ReplayBuffer`'s):
+        alpha: how strongly priorities shape the draw (0: uniform, 1: proportional).
+        eps: added to every ``|delta|`` so that no row's priority is 0.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype=np.float32,
+                 action_shape: tuple[int, ...] = (), action_dtype=np.int64, num_envs: int | None = None,
+                 n_step: int = 1, alpha: float = 0.6, eps: float = 1e-6):
+        super().__init__(capacity, obs_shape, obs_dtype, action_shape, action_dtype, num_envs, n_step)
+        self.alpha = check_float("alpha", alpha, 0.0)
+        self.eps = check_float("eps", eps, 0.0, low_open=True)
+        self.max_priority = 1.0
+
+    def _allocate(self, num_envs: int) -> None:
+        super()._allocate(num_envs)
+        self.tree = SumTree(self.segment * self.num_envs)
+
+    def add(self, *args, **kwargs) -> None:
+        """Store rows (as :meth:`ReplayBuffer.add`); new rows get the largest priority so far, and every slot
+        whose row can no longer be sampled gets priority 0."""
+        if self.num_envs is None:
+            super().add(*args, **kwargs)  # allocates; the empty tree catches up below
+            old_head = np.zeros(self.num_envs, np.int64)
+            touched = [np.arange(self.segment * self.num_envs)]
+        else:
+            old_head = self._head.copy()
+            self._touched = []
+            try:
+                super().add(*args, **kwargs)
+                touched = self._touched
+            finally:
+                self._touched = None
+        # Rows that left their env's window: positions [old head - quota, new head - quota).
+        start = np.maximum(old_head - self._quota, self._head - self._quota - self.segment)
+        stop = self._head - self._quota
+        leaving = [self._slot(np.full(b - a, e), np.arange(a, b)) for e, (a, b) in enumerate(zip(start, stop)) if b > a]
+        slots = np.unique(np.concatenate(touched + leaving)) if touched or leaving else np.zeros(0, np.int64)
+        valid = self._valid(slots)
+        self.tree.update(slots, np.where(valid, self.max_priority, 0.0))
+
+    def sample_indices(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` slots drawn in proportion to their priorities, one per equal segment of the total."""
+        if self.num_envs is None or self.tree.total <= 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        total = self.tree.total
+        targets = (np.arange(size) + rng.random(size)) * (total / size)
+        return self.tree.find(np.minimum(targets, np.nextafter(total, 0)))
+
+    def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 0.4) -> ReplayBatch:
+        """``batch_size`` rows drawn by priority, with importance weights ``(N P(i)) ** -beta / max``."""
+        if not isinstance(batch_size, (int, np.integer)):
+            raise TypeError("prioritized replay draws one minibatch at a time (its priorities change after each)")
+        slots = self.sample_indices(int(batch_size), rng)
+        batch = self.batch_at(slots)
+        probabilities = self.tree[slots] / self.tree.total
+        weights = (len(self) * probabilities) ** -check_float("beta", beta, 0.0, 1.0)
+        batch.weights = (weights / weights.max()).astype(np.float32)
+        return batch
+
+    def update_priorities(self, slots: np.ndarray, td_errors: np.ndarray) -> None:
+        """Set the priorities of the rows at ``slots`` from their TD errors (``(|delta| + eps) ** alpha``)."""
+        priorities = (np.abs(np.asarray(td_errors, np.float64)) + self.eps) ** self.alpha
+        slots = np.asarray(slots, np.int64)
+        valid = self._valid(slots)  # a row that left the window since it was drawn stays at 0
+        self.tree.update(slots[valid], priorities[valid])
+        if len(priorities):
+            self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def __repr__(self) -> str:
+        base = super().__repr__().replace("ReplayBuffer(", "PrioritizedReplayBuffer(", 1)
+        return f"{base[:-1]}, alpha={self.alpha:g})"
 
 
 # ---------------------------------------------------------------------- n-step returns

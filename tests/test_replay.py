@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rlbook.agents.base import Agent, Transition
 from rlbook.envs.counting import CountingEnv, brute_force_nstep
-from rlbook.replay import NStepFolder, ReplayBuffer
+from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBuffer, SumTree
 from rlbook.train import Trainer
 
 
@@ -384,3 +384,116 @@ def test_sampling_is_uniform_over_the_valid_rows(num_envs, n):
     assert np.all(np.abs(counts[valid] - expected) < 5 * np.sqrt(expected))
     chi2 = float(np.sum((counts[valid] - expected) ** 2 / expected))
     assert chi2 < len(valid) + 5 * np.sqrt(2 * len(valid))
+
+
+# ---------------------------------------------------------------------- prioritized replay (chapter 7)
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(1, 40), updates=st.lists(st.tuples(st.integers(0, 39), st.floats(0, 10)), max_size=80))
+def test_sum_tree_keeps_every_inner_node_the_sum_of_its_children(capacity, updates):
+    tree = SumTree(capacity)
+    reference = np.zeros(capacity)
+    for item, value in updates:
+        if item < capacity:
+            tree.update([item], [value])
+            reference[item] = value
+    np.testing.assert_allclose(tree[np.arange(capacity)], reference)
+    assert tree.total == pytest.approx(reference.sum())
+    inner = np.arange(1, tree.size)
+    np.testing.assert_allclose(tree.tree[inner], tree.tree[2 * inner] + tree.tree[2 * inner + 1])
+
+
+def test_sum_tree_find_is_the_inverse_of_the_running_sum_and_skips_zeros():
+    tree = SumTree(6)
+    tree.update(np.arange(6), [1.0, 0.0, 2.0, 0.0, 0.5, 0.0])
+    edges = np.cumsum([1.0, 0.0, 2.0, 0.0, 0.5])
+    targets = np.array([0.0, 0.999, 1.0, 2.9, 3.0, 3.49])
+    np.testing.assert_array_equal(tree.find(targets), [0, 0, 2, 2, 4, 4])
+    assert edges[-1] == tree.total
+    # vectorised batch update with a repeated item: the last value wins
+    tree.update([5, 1, 5], [7.0, 1.0, 3.0])
+    np.testing.assert_allclose(tree[[1, 5]], [1.0, 3.0])
+    draws = tree.find(np.random.default_rng(0).random(100_000) * tree.total)
+    freq = np.bincount(draws, minlength=6) / len(draws)
+    np.testing.assert_allclose(freq, tree[np.arange(6)] / tree.total, atol=0.005)
+
+
+def fill_prioritized(buffer, folder, venv, steps, rng=None):
+    obs, _ = venv.reset(seed=0)
+    n = venv.num_envs
+    needs_reset = np.zeros(n, bool)
+    for _ in range(steps):
+        nxt, reward, term, trunc, _ = venv.step(np.zeros(n, np.int64))
+        live = ~needs_reset
+        rows = folder.fold(Transition(obs=obs[live], action=np.zeros(int(live.sum()), np.int64),
+                                      reward=reward[live].astype(np.float32), next_obs=nxt[live],
+                                      terminated=term[live], truncated=trunc[live], env_ids=np.flatnonzero(live)))
+        buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                   rows.env_ids, rows.steps)
+        if rng is not None and len(buffer) > 8:  # the agent's side: priorities from fake TD errors
+            batch = buffer.sample(8, rng, beta=0.5)
+            buffer.update_priorities(batch.indices, rng.exponential(2.0, 8))
+        assert_tree_matches_validity(buffer)
+        needs_reset = term | trunc
+        obs = nxt
+
+
+def assert_tree_matches_validity(buffer):
+    slots = np.arange(buffer.segment * buffer.num_envs)
+    np.testing.assert_array_equal(buffer.tree[slots] > 0, buffer._valid(slots))
+
+
+@settings(max_examples=40, deadline=None)
+@given(capacity=st.integers(4, 30), num_envs=st.integers(1, 3), n=st.integers(1, 4),
+       lengths=st.lists(st.integers(1, 6), min_size=3, max_size=3), limit=st.sampled_from([None, 2, 3]))
+def test_prioritized_buffer_never_draws_an_invalid_row(capacity, num_envs, n, lengths, limit):
+    if capacity < num_envs:
+        return
+    buffer = PrioritizedReplayBuffer(capacity, (3,), n_step=n, num_envs=num_envs)
+    folder = NStepFolder(n, 0.5, num_envs=num_envs)
+    venv = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(lengths[i], max_episode_steps=limit, tag=i)
+                                     for i in range(num_envs)])
+    rng = np.random.default_rng(0)
+    fill_prioritized(buffer, folder, venv, 40, rng)  # checks, after every add, priority > 0 <=> valid row
+    if len(buffer):
+        batch = buffer.sample(256, rng, beta=0.4)
+        assert buffer._valid(batch.indices).all()
+        np.testing.assert_array_equal(batch.next_obs[:, 0], batch.obs[:, 0] + batch.steps)
+
+
+def test_prioritized_sampling_follows_priorities_and_weights_correct_for_it():
+    venv = gym.vector.SyncVectorEnv([lambda: CountingEnv(7, tag=0)])
+    buffer = PrioritizedReplayBuffer(50, (3,), num_envs=1, alpha=0.6)
+    fill_prioritized(buffer, NStepFolder(1, 0.9, num_envs=1), venv, 60)
+    slots = np.flatnonzero(buffer._valid(np.arange(buffer.segment)))
+    assert len(slots) == len(buffer) and np.all(buffer.tree[slots] == 1.0)  # new rows: the max priority, 1
+    td = np.linspace(0.0, 5.0, len(slots))
+    buffer.update_priorities(slots, td)
+    p = (np.abs(td) + buffer.eps) ** 0.6
+    np.testing.assert_allclose(buffer.tree[slots], p)
+    assert buffer.max_priority == pytest.approx(p.max())
+    rng = np.random.default_rng(3)
+    draws = np.concatenate([buffer.sample(50, rng).indices for _ in range(2000)])
+    freq = np.array([np.mean(draws == s) for s in slots])
+    np.testing.assert_allclose(freq, p / p.sum(), atol=0.004)
+    batch = buffer.sample(50, rng, beta=0.4)
+    probabilities = buffer.tree[batch.indices] / buffer.tree.total
+    w = (len(buffer) * probabilities) ** -0.4
+    np.testing.assert_allclose(batch.weights, w / w.max(), rtol=1e-6)
+    assert batch.weights.max() == 1.0
+    # a new row enters at the largest priority seen
+    fill_prioritized(buffer, NStepFolder(1, 0.9, num_envs=1), venv, 1)
+    newest = buffer._slot(np.zeros(1, np.int64), buffer._head[:1] - 1)
+    if buffer._valid(newest).all():
+        assert buffer.tree[newest][0] == pytest.approx(buffer.max_priority)
+
+
+def test_priority_updates_never_make_an_invalid_slot_drawable():
+    # Episodes of 3 steps: positions 0, 1, 2 are rows, 3 holds the final observation, 4, 5, 6 rows, ...
+    venv = gym.vector.SyncVectorEnv([lambda: CountingEnv(3, tag=0)])
+    buffer = PrioritizedReplayBuffer(20, (3,), num_envs=1)
+    fill_prioritized(buffer, NStepFolder(1, 0.9, num_envs=1), venv, 12)
+    slots = np.arange(buffer.segment)
+    invalid = slots[~buffer._valid(slots)]
+    assert len(invalid) >= 2  # final observations (and slots never written)
+    buffer.update_priorities(invalid, np.full(len(invalid), 3.0))  # a stale or mistaken update
+    assert_tree_matches_validity(buffer)
