@@ -1,5 +1,5 @@
 # rlbook: every command bootstraps its own virtual environment in .venv.
-#   make book       build the website into _build/html (warnings fail) and check its links and images
+#   make book       build the website into _build/html (warnings fail) and check it in headless Chromium
 #   make test       unit tests + every chapter in quick mode (RLBOOK_QUICK=1) under nbval
 #   make lab        JupyterLab on the chapters
 #   make notebooks  re-run every chapter in full mode in place (refreshes the committed outputs)
@@ -27,12 +27,60 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[atari,book,dev]"
 	@touch $(STAMP)
 
-book: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+# The site ships MathJax, so that math renders offline (and in the headless check, which has no network): npm fetches
+# it once into _build/npm and it is copied to _build/static/mathjax, which Sphinx copies into the site
+# (html_static_path and mathjax_path in _config.yml).
+MATHJAX       ?= mathjax@3.2.2
+MATHJAX_STAMP := _build/npm/$(MATHJAX).installed
+# The book's repository, e.g. https://github.com/<org>/rlbook: ONE setting (a make variable or an environment
+# variable). Empty until the repository is public; set, the site gets repository and issue buttons and Binder and
+# Colab launch buttons, from a copy of _config.yml completed by BOOK_CONFIG_WITH_REPOSITORY below.
+RLBOOK_REPO_URL ?=
+export RLBOOK_REPO_URL
+BOOK_CONFIG := $(if $(RLBOOK_REPO_URL),_build/_config.yml,_config.yml)
+
+book: $(STAMP) $(MATHJAX_STAMP)
+	$(if $(RLBOOK_REPO_URL),$(BIN)/python -c "$$BOOK_CONFIG_WITH_REPOSITORY" _config.yml $(BOOK_CONFIG))
+	$(BIN)/jupyter-book build . --config $(BOOK_CONFIG) -W -n --keep-going
 	$(MAKE) check-site
 
+# Every page in headless Chromium (Debian's chromium package driven by Playwright, see tools/check_site.py) plus
+# the link and anchor checks. `make check-site CHECK_SITE=--all` lists every problem, CHECK_SITE=--static skips the
+# browser.
 check-site: $(STAMP)
-	$(BIN)/python tools/check_site.py _build/html
+	$(BIN)/python tools/check_site.py _build/html $(CHECK_SITE)
+
+$(MATHJAX_STAMP):
+	@command -v npm >/dev/null 2>&1 || { echo "make book: npm is missing. The site ships MathJax (so that math" \
+		"renders offline) and fetches it from the npm registry: install Node.js and npm (sudo apt-get install npm)." >&2; \
+		exit 1; }
+	@mkdir -p _build/npm
+	npm install --prefix _build/npm --no-save --no-audit --no-fund --prefer-offline --fetch-retries=1 \
+		--fetch-timeout=60000 $(MATHJAX) >/dev/null || { echo "make book: could not fetch $(MATHJAX) from the npm" \
+		"registry ($$(npm config get registry)). The site ships MathJax so that math renders offline, and the" \
+		"build fetches it once (into _build/npm): check the network or the registry setting, then run make book again." >&2; \
+		exit 1; }
+	rm -rf _build/static/mathjax && mkdir -p _build/static/mathjax
+	cp _build/npm/node_modules/mathjax/es5/tex-mml-chtml.js _build/static/mathjax/
+	cp -r _build/npm/node_modules/mathjax/es5/*/ _build/static/mathjax/
+	@rm -f _build/npm/*.installed && touch $@
+
+define BOOK_CONFIG_WITH_REPOSITORY
+import os, sys, yaml
+from pathlib import Path
+source, target = sys.argv[1:]
+config = yaml.safe_load(Path(source).read_text())
+config["repository"] = {"url": os.environ["RLBOOK_REPO_URL"], "path_to_book": "", "branch": "main"}
+config.setdefault("html", {}).update(use_repository_button=True, use_issues_button=True)
+config["launch_buttons"] = {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
+                            "colab_url": "https://colab.research.google.com"}
+# this copy lives in _build/: its local extensions are found from the repository root
+local = config.get("sphinx", {}).get("local_extensions", {})
+for name, path in local.items():
+    local[name] = str(Path(path).resolve())
+Path(target).write_text(yaml.safe_dump(config, sort_keys=False))
+endef
+export BOOK_CONFIG_WITH_REPOSITORY
 
 test: $(STAMP)
 	RLBOOK_QUICK=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
