@@ -153,6 +153,13 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
                                 {"pairwise_sq_dist": lambda a, b: torch.cdist(a, b)},
                                 {"pairwise_sq_dist": lambda a, b: torch.cdist(b, a) ** 2}],
     "ch03.linear_regression": [{"line": _flat_line()}, {"line": nn.Linear(1, 2)}],
+    "ch04.elite_by_hand": [{"my_boundary": 6.0}, {"my_elite": [1, 2, 5]}, {"my_elite": [2, 3, 6, 8]},
+                           {"my_boundary": "5.5?"}],
+    "ch04.discounted_scores": [{"score_6": 0.9**6}, {"score_10": 0.9**10}, {"score_6": 1.0}],
+    "ch04.top_k": [{"top_k_elite": lambda r, k: np.argsort(r)[-k:]},
+                   {"top_k_elite": lambda r, k: r <= np.sort(r)[k - 1]},
+                   {"percentile_for_top_k": lambda n, k: 100.0 * k / n}],
+    "ch04.drowned_batches": [{"drowned": 1.0}, {"drowned": 0.0}, {"drowned": "a quarter"}],
 }
 
 
