@@ -75,9 +75,14 @@ def test_loss_is_huber_or_mse_of_the_taken_action():
         agent.q_net = Scaled(1.0)
         batch = {k: v[:2] for k, v in hand_batch(agent).items()}
         batch["obs"] = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # Q(s, a=0) = 1 and 0
-        value, q_taken = agent.compute_loss(batch)
+        value, q_taken, td_error = agent.compute_loss(batch)
         assert value.item() == pytest.approx(expected, rel=1e-6)
         torch.testing.assert_close(q_taken, torch.tensor([1.0, 0.0]))
+        torch.testing.assert_close(td_error, torch.tensor([2.7, 2.0]))  # target - Q: what prioritized replay uses
+        batch["weights"] = torch.tensor([0.5, 1.0])  # importance weights scale each row's loss
+        weighted, _, _ = agent.compute_loss(batch)
+        per_row = [(2.7**2, 4.0) if loss == "mse" else (2.2, 1.5)][0]
+        assert weighted.item() == pytest.approx((0.5 * per_row[0] + per_row[1]) / 2, rel=1e-6)
 
 
 def test_act_uses_one_forward_pass_and_explores_at_epsilon_one():
@@ -252,7 +257,7 @@ def test_several_rounds_in_one_vector_step_and_metrics_are_round_means(monkeypat
     losses = iter(np.arange(1.0, 1000.0))
 
     def fake_step(batch):
-        return torch.tensor(next(losses)), torch.full((4,), 2.0)
+        return torch.tensor(next(losses)), torch.full((4,), 2.0), torch.zeros(4)
 
     monkeypatch.setattr(agent, "gradient_step", fake_step)
     rng = np.random.default_rng(0)

@@ -1,14 +1,20 @@
 """Deep Q-Networks (DQN): Q-learning with a neural network, experience replay and a target network.
 
-Defined in chapter 6; chapter 7's extensions are switches on this one agent. The pieces, top to bottom:
+Defined in chapter 6; chapter 7's extensions are switches on this one agent, and any combination of them works.
+The pieces, top to bottom:
 
-* :class:`DQNConfig` -- every hyperparameter, with presets for CartPole and Pong.
-* :func:`build_q_network` -- the network factory (MLP or Nature CNN; chapter 7 adds dueling, noisy and
-  categorical heads here).
-* :class:`DQNAgent` -- acting (epsilon-greedy, one forward pass per vector step), storing
-  (:class:`~rlbook.replay.ReplayBuffer`, through :class:`~rlbook.replay.NStepFolder` when ``n_step > 1``),
-  learning (:meth:`DQNAgent.compute_targets` is the one place the Bellman target is computed: plain,
-  double, n-step) and saving.
+* :class:`DQNConfig` -- every hyperparameter, with presets (CartPole, Pong, Rainbow).
+* :func:`build_q_network` -- the network factory: an MLP or the Nature CNN, with noisy layers, a dueling head
+  and a categorical (C51) head as switches.
+* :class:`EpsilonGreedy` and :class:`NoisyExploration` -- how the agent explores (a strategy it holds).
+* :func:`categorical_projection` -- C51's projection of a shifted and shrunk return distribution back onto
+  the fixed support.
+* :class:`DQNAgent` -- acting (one forward pass per vector step), storing (:class:`~rlbook.replay.ReplayBuffer`
+  or :class:`~rlbook.replay.PrioritizedReplayBuffer`, through :class:`~rlbook.replay.NStepFolder` when
+  ``n_step > 1``), learning and saving. The learning step keeps per-sample numbers all the way: sample (with
+  importance weights when prioritized) -> targets (:meth:`DQNAgent.compute_targets`, the one place the Bellman
+  target is computed: plain, double, n-step; or :meth:`DQNAgent.compute_target_distribution` for C51) ->
+  per-sample loss -> weighted mean -> gradient step -> new priorities from the per-sample TD errors.
 * :func:`play` -- load a checkpoint and record an episode.
 
 The one-step target for a transition ``(s, a, r, s')`` is ``y = r + gamma * max_a' Q_target(s', a')``,
@@ -19,7 +25,8 @@ with the online network and evaluates it with the target network.
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,8 +40,8 @@ from torch import nn
 from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
-from rlbook.nets import MLP, NatureCNN, clip_grad_norm
-from rlbook.replay import NStepFolder, ReplayBatch, ReplayBuffer
+from rlbook.nets import MLP, NatureCNN, NoisyLinear, QHead, clip_grad_norm, noisy_layers
+from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
 NETWORKS = ("mlp", "nature_cnn")
@@ -83,6 +90,35 @@ class DQNConfig(AgentConfig):
     """Q-network kind: ``"mlp"`` for vector observations, ``"nature_cnn"`` for stacked 84x84 frames."""
     hidden: tuple[int, ...] = (128, 128)
     """Hidden layer sizes of the MLP (ignored by the Nature CNN)."""
+    dueling: bool = False
+    """Dueling head: the Q-values are a state value plus advantages centred on their mean over actions."""
+    noisy: bool = False
+    """Noisy networks: every fully connected layer carries learned noise, and the agent explores by that noise
+    instead of by random actions (the epsilon settings are then unused)."""
+    noisy_factorized: bool = True
+    """Factorized Gaussian noise (``True``, sigma0 0.4 by default) or independent noise per weight (``False``,
+    sigma0 0.017)."""
+    noisy_sigma0: float | None = None
+    """Initial noise scale of the noisy layers (``None``: 0.4 factorized, 0.017 independent)."""
+    prioritized: bool = False
+    """Prioritized replay: rows are drawn in proportion to ``(|TD error| + eps) ** priority_alpha``."""
+    priority_alpha: float = 0.6
+    """How strongly priorities shape the draw (0: uniform)."""
+    priority_beta_start: float = 0.4
+    """Importance-sampling exponent at the first step; it rises linearly to 1."""
+    priority_beta_steps: int = 100_000
+    """Environment steps over which beta rises from ``priority_beta_start`` to 1."""
+    priority_eps: float = 1e-6
+    """Added to every ``|TD error|`` so that no row's priority is 0."""
+    categorical: bool = False
+    """Categorical DQN (C51): learn a distribution of returns on ``atoms`` fixed values in ``[v_min, v_max]``,
+    with a cross-entropy loss, instead of its mean."""
+    atoms: int = 51
+    """Number of support points of the return distribution."""
+    v_min: float = -10.0
+    """Smallest support value."""
+    v_max: float = 10.0
+    """Largest support value."""
 
     def validate(self) -> None:
         check_float("gamma", self.gamma, 0.0, 1.0)
@@ -101,6 +137,15 @@ class DQNConfig(AgentConfig):
             raise ValueError(f"buffer_size ({self.buffer_size}) must be at least batch_size ({self.batch_size})")
         for i, h in enumerate(self.hidden):
             check_int(f"hidden[{i}]", h, 1)
+        if self.noisy_sigma0 is not None:
+            check_float("noisy_sigma0", self.noisy_sigma0, 0.0, low_open=True)
+        check_float("priority_alpha", self.priority_alpha, 0.0)
+        check_float("priority_beta_start", self.priority_beta_start, 0.0, 1.0)
+        check_int("priority_beta_steps", self.priority_beta_steps, 0)
+        check_float("priority_eps", self.priority_eps, 0.0, low_open=True)
+        check_int("atoms", self.atoms, 2)
+        if not self.v_min < self.v_max:
+            raise ValueError(f"v_min ({self.v_min:g}) must be smaller than v_max ({self.v_max:g})")
 
     @classmethod
     def cartpole(cls, **overrides) -> DQNConfig:
@@ -132,24 +177,78 @@ class DQNConfig(AgentConfig):
                    max_grad_norm=None, n_step=1, double=False, network="nature_cnn")
         return base.replace(**overrides)
 
+    @classmethod
+    def rainbow(cls, **overrides) -> DQNConfig:
+        """All of chapter 7 at once on the Pong settings: 3-step returns, Double DQN, a dueling head, noisy
+        networks (factorized, sigma0 0.4; no epsilon), prioritized replay (alpha 0.6, beta 0.4 -> 1 over 100k
+        steps) and C51 (51 atoms on [-10, 10]), Adam lr 1e-4 as in the old text's Rainbow."""
+        base = cls.pong(n_step=3, double=True, dueling=True, noisy=True, prioritized=True, categorical=True,
+                        epsilon_start=0.0, epsilon_end=0.0, epsilon_decay_steps=0, loss="huber")
+        return base.replace(**overrides)
 
-def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_actions: int) -> nn.Module:
-    """The Q-network for ``config.network``: maps observations ``(n, *obs_shape)`` to Q-values ``(n, n_actions)``.
 
-    Raises ``TypeError`` when the network cannot take these observations (an MLP needs flat vectors, the
-    Nature CNN needs ``(channels, 84, 84)``-like frame stacks). Chapter 7's heads plug in here."""
+def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_actions: int,
+                    generator: torch.Generator | None = None) -> nn.Module:
+    """The Q-network for ``config``: observations ``(n, *obs_shape)`` to Q-values ``(n, n_actions)``, or to logits
+    ``(n, n_actions, atoms)`` of the return distribution when ``config.categorical``.
+
+    ``config.network`` picks the torso (an MLP or the Nature CNN); ``noisy`` makes every fully connected layer
+    a :class:`~rlbook.nets.NoisyLinear` drawing from ``generator``; ``dueling`` and ``categorical`` replace the
+    plain linear head by a :class:`~rlbook.nets.QHead`. Raises ``TypeError`` when the network cannot take these
+    observations (an MLP needs flat vectors, the Nature CNN ``(channels, 84, 84)``-like frame stacks)."""
     shape = observation_space.shape
+    linear = nn.Linear
+    if config.noisy:
+        linear = functools.partial(NoisyLinear, factorized=config.noisy_factorized, sigma0=config.noisy_sigma0,
+                                   generator=generator)
     if config.network == "mlp":
         if len(shape) != 1:
             raise TypeError(f"network='mlp' needs flat (1-D) Box observations, got shape {shape}; "
                             "use network='nature_cnn' for stacked frames (channels, height, width)")
-        return MLP(shape[0], n_actions, hidden=config.hidden)
-    if config.network == "nature_cnn":
+        net = MLP(shape[0], n_actions, hidden=config.hidden, linear=linear)
+    elif config.network == "nature_cnn":
         if len(shape) != 3 or shape[1] != shape[2] or shape[1] < 36:
             raise TypeError(f"network='nature_cnn' needs square frame stacks (channels, size, size) with "
                             f"size >= 36, got shape {shape}; use network='mlp' for flat vectors")
-        return NatureCNN(in_channels=shape[0], n_actions=n_actions, frame_size=shape[1])
-    raise ValueError(f"network must be one of {NETWORKS}, got {config.network!r}")
+        net = NatureCNN(in_channels=shape[0], n_actions=n_actions, frame_size=shape[1], linear=linear)
+    else:
+        raise ValueError(f"network must be one of {NETWORKS}, got {config.network!r}")
+    if config.dueling or config.categorical:
+        net.head = QHead(net.features_dim, n_actions, dueling=config.dueling,
+                         atoms=config.atoms if config.categorical else 1, linear=linear)
+    return net
+
+
+def categorical_projection(probs: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
+                           support: torch.Tensor) -> torch.Tensor:
+    """Project the distribution of ``reward + discount * Z`` back onto ``support`` (C51, chapter 7).
+
+    ``Z`` takes the value ``support[j]`` with probability ``probs[i, j]``. Shifted by the reward and shrunk by
+    the discount, its atoms ``reward + discount * support[j]`` fall between the fixed support points (or
+    beyond its ends, where they are clipped). Each atom's probability is split between the two neighbouring
+    support points in proportion to how close it lands to each; an atom that lands exactly on a point keeps
+    all of it there. ``discount`` is ``gamma ** m`` times ``1 - terminated``: a terminal row is a single atom
+    at its reward.
+
+    Args:
+        probs: ``(B, K)`` probabilities of the next state's distribution (rows sum to 1).
+        reward: ``(B,)`` (n-step) rewards.
+        discount: ``(B,)`` bootstrap discounts.
+        support: ``(K,)`` evenly spaced support values, ``v_min`` to ``v_max``.
+
+    Returns ``(B, K)`` probabilities on ``support``. Vectorised, on the device of the inputs.
+    """
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (len(support) - 1)
+    atoms = (reward[:, None] + discount[:, None] * support[None, :]).clamp(v_min, v_max)
+    position = (atoms - v_min) / delta  # fractional index of each shifted atom
+    lower = position.floor().clamp(0, len(support) - 1)
+    upper = position.ceil().clamp(0, len(support) - 1)
+    weight_upper = position - lower  # 0 when the atom sits on a support point: all of it goes to `lower`
+    projected = torch.zeros_like(probs)
+    projected.scatter_add_(1, lower.long(), probs * (1.0 - weight_upper))
+    projected.scatter_add_(1, upper.long(), probs * weight_upper)
+    return projected
 
 
 def make_adam(params, lr: float) -> torch.optim.Adam:
@@ -161,8 +260,48 @@ def make_adam(params, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
+class EpsilonGreedy:
+    """Explore with random actions: with probability ``epsilon`` (a schedule over environment steps) a uniformly
+    random action, otherwise the greedy one. The forward pass is skipped when every action is random."""
+
+    def __init__(self, schedule: LinearSchedule):
+        self.schedule = schedule
+
+    def actions(self, agent: DQNAgent, obs: np.ndarray, explore: bool) -> np.ndarray:
+        n = len(obs)
+        if explore:
+            random_rows = agent.rng.random(n) < self.schedule.value_at(agent.num_steps)
+            random_actions = agent.rng.integers(agent.n_actions, size=n)
+            if random_rows.all():
+                return random_actions
+        greedy = agent.greedy_actions(obs)
+        return np.where(random_rows, random_actions, greedy) if explore else greedy
+
+
+class NoisyExploration:
+    """Explore by the noise in the network's weights (noisy networks): act greedily with freshly drawn noise,
+    or, for evaluation, with the mean weights (no noise at all)."""
+
+    def actions(self, agent: DQNAgent, obs: np.ndarray, explore: bool) -> np.ndarray:
+        if explore:
+            return agent.greedy_actions(obs)
+        with evaluation_mode(agent.q_net):
+            return agent.greedy_actions(obs)
+
+
+@contextlib.contextmanager
+def evaluation_mode(module: nn.Module):
+    """``module.eval()`` for a block (noisy layers use their mean weights), then back to training mode."""
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train()
+
+
 class DQNAgent(Agent):
-    """DQN for discrete actions (chapter 6), with n-step returns and Double DQN as switches (chapter 7).
+    """DQN for discrete actions (chapter 6), with chapter 7's extensions as switches: n-step returns, Double
+    DQN, a dueling head, noisy networks, prioritized replay and categorical (C51) values.
 
     Args:
         observation_space: a ``Box`` (vectors for ``network="mlp"``, uint8 frame stacks for ``"nature_cnn"``).
@@ -170,14 +309,15 @@ class DQNAgent(Agent):
         config: a :class:`DQNConfig` (default: ``DQNConfig()``); keyword ``overrides`` replace its fields.
 
     Learning happens inside :meth:`update`, which the trainer calls after every :meth:`observe`: once
-    ``learning_starts`` steps are stored, every ``train_freq`` environment steps it samples
-    ``gradient_steps`` minibatches in one draw and takes a gradient step on each. Metrics come back as
-    0-dim tensors (no device sync per step).
+    ``learning_starts`` steps are stored, every ``train_freq`` environment steps it takes ``gradient_steps``
+    gradient steps, each on a fresh minibatch (uniform replay draws them all at once; prioritized replay draws
+    each after the previous step has updated the priorities). Metrics come back as 0-dim tensors (no device
+    sync per step).
 
     The checkpoint (:meth:`state_dict`) holds the online and target networks, the optimizer, the step
-    counters, the random generator and the config -- but not the replay buffer (hundreds of MB for
-    Atari). After loading into an agent whose buffer is empty, the agent collects ``learning_starts``
-    fresh steps before it learns again.
+    counters and the random generators -- but not the replay buffer (hundreds of MB for Atari). After loading
+    into an agent whose buffer is empty, the agent collects ``learning_starts`` fresh steps before it learns
+    again.
     """
 
     config_class = DQNConfig
@@ -187,60 +327,74 @@ class DQNAgent(Agent):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: DQNConfig | None = None,
                  **overrides: Any):
         super().__init__(observation_space, action_space, config, **overrides)
-        self.config: DQNConfig
+        c: DQNConfig = self.config
         self.n_actions = int(action_space.n)
         self.action_start = int(action_space.start)
-        self.device = resolve_device(self.config.device)
-        self.rng = np.random.default_rng(self.config.seed)
+        self.device = resolve_device(c.device)
+        self.rng = np.random.default_rng(c.seed)
+        # The noisy layers draw from their own generator, so that a seeded run repeats exactly.
+        self.noise_generator = None
+        if c.noisy:
+            self.noise_generator = torch.Generator(device=self.device)
+            self.noise_generator.manual_seed(int(np.random.default_rng(c.seed).integers(2**62)))
         with torch.random.fork_rng(devices=[]):  # seed the initialisation without touching global state
-            if self.config.seed is not None:
-                torch.manual_seed(self.config.seed)
-            self.q_net = build_q_network(self.config, observation_space, self.n_actions).to(self.device)
-        self.target_net = copy.deepcopy(self.q_net)
+            if c.seed is not None:
+                torch.manual_seed(c.seed)
+            self.q_net = build_q_network(c, observation_space, self.n_actions, self.noise_generator).to(self.device)
+        self.target_net = build_q_network(c, observation_space, self.n_actions, self.noise_generator).to(self.device)
+        self.target_net.load_state_dict(self.q_net.state_dict())
         self.target_net.requires_grad_(False)
+        #: The C51 support (``atoms`` values from ``v_min`` to ``v_max``), or ``None``.
+        self.support = (torch.linspace(c.v_min, c.v_max, c.atoms, device=self.device) if c.categorical else None)
         self._parameters = list(self.q_net.parameters())
-        self.optimizer = make_adam(self._parameters, self.config.lr)
-        self.epsilon_schedule = LinearSchedule(self.config.epsilon_start, self.config.epsilon_end,
-                                               self.config.epsilon_decay_steps)
+        self.optimizer = make_adam(self._parameters, c.lr)
+        self.epsilon_schedule = LinearSchedule(c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps)
+        self.beta_schedule = LinearSchedule(c.priority_beta_start, 1.0, c.priority_beta_steps)
+        #: How the agent explores: :class:`EpsilonGreedy` or, for noisy networks, :class:`NoisyExploration`.
+        self.exploration = NoisyExploration() if c.noisy else EpsilonGreedy(self.epsilon_schedule)
         #: The replay buffer, made at the first :meth:`observe` (it needs the number of environments).
         self.buffer: ReplayBuffer | None = None
-        self.folder = NStepFolder(self.config.n_step, self.config.gamma) if self.config.n_step > 1 else None
+        self.folder = NStepFolder(c.n_step, c.gamma) if c.n_step > 1 else None
         #: Gradient steps taken so far.
         self.gradient_steps_done = 0
-        self._next_train_at = self.config.learning_starts
+        self._next_train_at = c.learning_starts
         self._rows_stored = 0  # rows put in this agent's buffer (the buffer is not checkpointed)
         self._losses_finite = torch.ones((), dtype=torch.bool, device=self.device)  # all losses so far finite
 
     def build_buffer(self, num_envs: int) -> ReplayBuffer:
-        """The replay buffer for this config (chapter 7 switches to prioritized replay here)."""
-        space = self.observation_space
-        return ReplayBuffer(self.config.buffer_size, space.shape, space.dtype, num_envs=num_envs,
-                            n_step=self.config.n_step)
+        """The replay buffer for this config: uniform, or prioritized when ``config.prioritized``."""
+        space, c = self.observation_space, self.config
+        if c.prioritized:
+            return PrioritizedReplayBuffer(c.buffer_size, space.shape, space.dtype, num_envs=num_envs,
+                                           n_step=c.n_step, alpha=c.priority_alpha, eps=c.priority_eps)
+        return ReplayBuffer(c.buffer_size, space.shape, space.dtype, num_envs=num_envs, n_step=c.n_step)
 
     # ------------------------------------------------------------------ acting
     @property
     def epsilon(self) -> float:
-        """The exploration rate at the current step."""
-        return self.epsilon_schedule.value_at(self.num_steps)
+        """The exploration rate at the current step (0 with noisy networks, which explore by their noise)."""
+        return 0.0 if self.config.noisy else self.epsilon_schedule.value_at(self.num_steps)
+
+    @property
+    def beta(self) -> float:
+        """Prioritized replay's importance-sampling exponent at the current step."""
+        return self.beta_schedule.value_at(self.num_steps)
 
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Online Q-values ``(n, n_actions)`` for observations ``(n, *obs_shape)``, without gradients."""
+        """Online Q-values ``(n, n_actions)`` for observations ``(n, *obs_shape)``, without gradients (the
+        expected values of the return distributions with C51)."""
         with torch.no_grad():
-            return self.q_net(torch.as_tensor(obs, device=self.device))
+            out = self.q_net(torch.as_tensor(obs, device=self.device))
+            return out if self.support is None else torch.softmax(out, dim=-1) @ self.support
+
+    def greedy_actions(self, obs: np.ndarray) -> np.ndarray:
+        """``argmax_a Q(s, a)`` for a batch of observations, 0-based ``(n,)``."""
+        return self.q_values(obs).argmax(dim=1).cpu().numpy()
 
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        """Epsilon-greedy actions ``(n,)`` for observations ``(n, *obs_shape)``: one forward pass for the
-        whole batch (skipped when every action is random)."""
-        n = len(obs)
-        if explore:
-            explore_mask = self.rng.random(n) < self.epsilon
-            random_actions = self.rng.integers(self.n_actions, size=n)
-            if explore_mask.all():
-                return random_actions + self.action_start
-        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
-        if explore:
-            greedy = np.where(explore_mask, random_actions, greedy)
-        return greedy + self.action_start
+        """Actions ``(n,)`` for observations ``(n, *obs_shape)``, chosen by the agent's exploration strategy
+        (greedy when ``explore=False``): one forward pass for the whole batch."""
+        return self.exploration.actions(self, obs, explore) + self.action_start
 
     # ------------------------------------------------------------------ storing
     def observe(self, transition: Transition) -> None:
@@ -263,28 +417,42 @@ class DQNAgent(Agent):
     def update(self) -> dict[str, Any]:
         """Learn if a round is due: ``gradient_steps`` per ``train_freq`` env steps since the last round.
 
-        Returns ``{}`` or ``{"loss", "q_mean"}`` (0-dim tensors, means over the round) and ``"epsilon"``."""
+        Returns ``{}`` or ``{"loss", "q_mean"}`` (0-dim tensors, means over the round) with ``"epsilon"`` (and
+        ``"beta"`` for prioritized replay)."""
         if self.num_steps < self._next_train_at or self._rows_stored == 0:
             return {}
         rounds = 1 + (self.num_steps - self._next_train_at) // self.config.train_freq
         self._next_train_at += rounds * self.config.train_freq
         n_steps = rounds * self.config.gradient_steps
-        batch = self.buffer.sample((n_steps, self.config.batch_size), self.rng)
-        tensors = self._to_device(batch)
+        batch_size = self.config.batch_size
         loss_sum = torch.zeros((), device=self.device)
         q_sum = torch.zeros((), device=self.device)
-        for i in range(n_steps):
-            loss, q_taken = self.gradient_step({k: v[i] for k, v in tensors.items()})
-            loss_sum += loss
-            q_sum += q_taken.mean()
+        if self.config.prioritized:
+            beta = self.beta
+            for _ in range(n_steps):  # priorities change after every step: draw each minibatch afresh
+                batch = self.buffer.sample(batch_size, self.rng, beta=beta)
+                loss, q_taken, td_error = self.gradient_step(self._to_device(batch))
+                self.buffer.update_priorities(batch.indices, td_error.cpu().numpy())
+                loss_sum += loss
+                q_sum += q_taken.mean()
+        else:
+            tensors = self._to_device(self.buffer.sample((n_steps, batch_size), self.rng))
+            for i in range(n_steps):
+                loss, q_taken, _ = self.gradient_step({k: v[i] for k, v in tensors.items()})
+                loss_sum += loss
+                q_sum += q_taken.mean()
         self._losses_finite &= torch.isfinite(loss_sum)  # on the device: no sync until someone asks
-        return {"loss": loss_sum / n_steps, "q_mean": q_sum / n_steps, "epsilon": self.epsilon}
+        metrics = {"loss": loss_sum / n_steps, "q_mean": q_sum / n_steps, "epsilon": self.epsilon}
+        if self.config.prioritized:
+            metrics["beta"] = beta
+        return metrics
 
     def _to_device(self, batch: ReplayBatch) -> dict[str, torch.Tensor]:
-        """The sampled arrays as tensors on the agent's device (one transfer per array)."""
+        """The sampled arrays as tensors on the agent's device (one transfer per array). ``discount`` is
+        ``gamma ** m`` for a row that folded ``m`` rewards: ``gamma`` for every one-step row."""
         device = self.device
         discount = (self.config.gamma ** batch.steps).astype(np.float32)
-        return {
+        tensors = {
             "obs": torch.as_tensor(batch.obs, device=device),
             "action": torch.as_tensor(batch.action, device=device),
             "reward": torch.as_tensor(batch.reward, device=device),
@@ -292,12 +460,16 @@ class DQNAgent(Agent):
             "terminated": torch.as_tensor(batch.terminated, device=device),
             "discount": torch.as_tensor(discount, device=device),
         }
+        if batch.weights is not None:
+            tensors["weights"] = torch.as_tensor(batch.weights, device=device)
+        return tensors
 
     def compute_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Bellman targets ``(B,)``: ``reward + discount * (1 - terminated) * Q_target(next_obs, a')``.
 
-        ``reward`` is the folded n-step return and ``discount`` is ``gamma**m``; ``a'`` maximises the target
-        network (plain DQN) or the online network (Double DQN). Truncated rows bootstrap like any other."""
+        ``a'`` maximises the target network (plain DQN) or the online network (Double DQN). For the one-step
+        rows of plain DQN ``reward`` is ``r`` and ``discount`` is ``gamma``; n-step rows fold ``m`` rewards and
+        bootstrap with ``gamma**m``. Truncated rows bootstrap like any other."""
         with torch.no_grad():
             next_q_target = self.target_net(batch["next_obs"])
             if self.config.double:
@@ -308,19 +480,59 @@ class DQNAgent(Agent):
             not_terminal = (~batch["terminated"]).to(next_value.dtype)
             return batch["reward"] + batch["discount"] * not_terminal * next_value
 
-    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The TD loss of a minibatch and the Q-values of the actions taken ``(B,)`` (detached)."""
+    def compute_target_distribution(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """C51's target ``(B, atoms)``: the target network's distribution for the next state's action ``a'``
+        (the one with the largest expected value, under the online network with Double DQN), shifted by the
+        reward, shrunk by ``discount * (1 - terminated)`` and projected onto the support."""
+        with torch.no_grad():
+            next_probs = torch.softmax(self.target_net(batch["next_obs"]), dim=-1)  # (B, A, K)
+            if self.config.double:
+                online = torch.softmax(self.q_net(batch["next_obs"]), dim=-1)
+                next_action = (online @ self.support).argmax(dim=1)
+            else:
+                next_action = (next_probs @ self.support).argmax(dim=1)
+            probs = next_probs[torch.arange(len(next_action), device=self.device), next_action]
+            discount = batch["discount"] * (~batch["terminated"]).to(probs.dtype)
+            return categorical_projection(probs, batch["reward"], discount, self.support)
+
+    def td_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-sample losses of a minibatch ``(B,)`` (Huber or squared TD error), with the Q-values of the
+        actions taken and the TD errors ``target - Q(s, a)`` (both ``(B,)``, detached)."""
         targets = self.compute_targets(batch)
         q_taken = self.q_net(batch["obs"]).gather(1, batch["action"].long().unsqueeze(1)).squeeze(1)
         if self.config.loss == "huber":
-            loss = F.smooth_l1_loss(q_taken, targets)
+            losses = F.smooth_l1_loss(q_taken, targets, reduction="none")
         else:
-            loss = F.mse_loss(q_taken, targets)
-        return loss, q_taken.detach()
+            losses = F.mse_loss(q_taken, targets, reduction="none")
+        return losses, q_taken.detach(), (targets - q_taken).detach()
 
-    def gradient_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step on a minibatch of device tensors; updates the target network when due."""
-        loss, q_taken = self.compute_loss(batch)
+    def distribution_losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """C51's per-sample losses ``(B,)``: the cross-entropy between the projected target distribution and the
+        predicted one for the action taken; with the expected Q-values of those actions and, as each row's error
+        for prioritized replay, the KL divergence (the cross-entropy less the target's entropy: 0 when the two
+        distributions agree)."""
+        target = self.compute_target_distribution(batch)
+        action = batch["action"].long()
+        rows = torch.arange(len(action), device=self.device)
+        log_probs = torch.log_softmax(self.q_net(batch["obs"]), dim=-1)[rows, action]
+        losses = -(target * log_probs).sum(dim=1)
+        entropy = -(target * target.clamp_min(1e-12).log()).sum(dim=1)
+        return losses, (log_probs.exp() @ self.support).detach(), (losses - entropy).detach()
+
+    def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss of a minibatch: the mean of the per-sample losses, each weighted by its importance weight
+        when the rows came from prioritized replay. Returns ``(loss, q_taken, td_error)``."""
+        losses, q_taken, td_error = (self.td_losses(batch) if self.support is None
+                                     else self.distribution_losses(batch))
+        weights = batch.get("weights")
+        loss = losses.mean() if weights is None else (weights * losses).mean()
+        return loss, q_taken, td_error
+
+    def gradient_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step on a minibatch of device tensors; updates the target network when due.
+
+        Returns the detached ``(loss, q_taken, td_error)`` of :meth:`compute_loss`."""
+        loss, q_taken, td_error = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.max_grad_norm is not None:
@@ -329,7 +541,7 @@ class DQNAgent(Agent):
         self.gradient_steps_done += 1
         if self.gradient_steps_done % self.config.target_update_interval == 0:
             self.update_target()
-        return loss.detach(), q_taken
+        return loss.detach(), q_taken, td_error
 
     def update_target(self) -> None:
         """Copy the online network into the target (``tau == 1``) or blend it in by ``tau`` (Polyak)."""
@@ -341,10 +553,22 @@ class DQNAgent(Agent):
                 for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
                     target.lerp_(online, self.config.tau)
 
+    # ------------------------------------------------------------------ diagnostics
+    def signal_to_noise(self) -> dict[str, float]:
+        """Signal-to-noise ratio of each noisy layer of the online network (``{}`` without noisy networks)."""
+        return {name: layer.signal_to_noise() for name, layer in noisy_layers(self.q_net)}
+
+    def value_distribution(self, obs: np.ndarray) -> np.ndarray:
+        """C51's predicted return distributions ``(n, n_actions, atoms)`` for observations ``(n, *obs_shape)``."""
+        if self.support is None:
+            raise ValueError("value_distribution needs categorical=True")
+        with torch.no_grad():
+            return torch.softmax(self.q_net(torch.as_tensor(obs, device=self.device)), dim=-1).cpu().numpy()
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
-        """Networks, optimizer, counters, random generator and config (not the replay buffer)."""
-        return {
+        """Networks, optimizer, counters and random generators (not the replay buffer)."""
+        state = {
             **super().state_dict(),
             "q_net": self.q_net.state_dict(),
             "target_net": self.target_net.state_dict(),
@@ -353,6 +577,9 @@ class DQNAgent(Agent):
             "gradient_steps_done": self.gradient_steps_done,
             "next_train_at": self._next_train_at,
         }
+        if self.noise_generator is not None:
+            state["noise_generator"] = self.noise_generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (use :meth:`load`, which checks the file, the spaces and the config first
@@ -361,6 +588,8 @@ class DQNAgent(Agent):
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         set_rng_state(self.rng, state["rng"])
+        if self.noise_generator is not None:
+            self.noise_generator.set_state(state["noise_generator"])
         Agent.load_state_dict(self, state)
         self.gradient_steps_done = int(state["gradient_steps_done"])
         self._next_train_at = int(state["next_train_at"])
