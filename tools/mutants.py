@@ -51,7 +51,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                 "PrioritizedReplayBuffer.update_priorities"],
                ["tests/test_replay.py", "tests/test_wiring.py"]),
     "dqn": ("rlbook/agents/dqn.py",
-            ["categorical_projection", "EpsilonGreedy.actions", "NoisyExploration.actions", "DQNAgent.q_values",
+            ["categorical_projection", "EpsilonGreedy.actions", "DQNAgent.q_values",
              "DQNAgent.observe", "DQNAgent.update", "DQNAgent._to_device", "DQNAgent.compute_targets",
              "DQNAgent.compute_target_distribution", "DQNAgent.td_losses", "DQNAgent.distribution_losses",
              "DQNAgent.compute_loss", "DQNAgent.gradient_step", "DQNAgent.update_target"],
