@@ -187,6 +187,20 @@ class AgentConfig:
     def validate(self) -> None:
         """Range checks beyond the types (override; raise ``ValueError`` naming the field)."""
 
+    def __str__(self) -> str:
+        """The fields, wrapped to lines of at most 76 characters (``print(config)`` in a notebook)."""
+        items = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        lines, line = [], f"{type(self).__name__}("
+        for i, item in enumerate(items):
+            piece = item + ("," if i < len(items) - 1 else ")")
+            if len(line) + 1 + len(piece) > 76 and not line.endswith("("):
+                lines.append(line)
+                line = "    " + piece
+            else:
+                line += ("" if line.endswith("(") else " ") + piece
+        lines.append(line)
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ conversions
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), for checkpoints, results files and the command line."""

@@ -179,3 +179,48 @@ def test_every_combination_of_switches_learns(combo):
     for _ in range(200):
         agent.gradient_step(fixed)
     assert error_now() < 0.8 * before, (before, error_now())
+
+
+def test_categorical_loss_is_the_cross_entropy_to_the_projected_target():
+    agent = DQNAgent(BOX, TWO, tiny(categorical=True))
+    gen = torch.Generator().manual_seed(0)
+    batch = {"obs": torch.randn(6, 5, generator=gen), "action": torch.tensor([0, 1, 1, 0, 1, 0]),
+             "reward": torch.randn(6, generator=gen), "next_obs": torch.randn(6, 5, generator=gen),
+             "terminated": torch.tensor([False, True, False, False, True, False]),
+             "discount": torch.full((6,), 0.9)}
+    target = agent.compute_target_distribution(batch)
+    with torch.no_grad():  # the projection by hand, for the target net's greedy next action
+        next_probs = torch.softmax(agent.target_net(batch["next_obs"]), -1)
+        best = (next_probs @ agent.support).argmax(1)
+        p = next_probs[torch.arange(6), best]
+        d = 0.9 * (~batch["terminated"]).float()
+        want = torch.tensor(brute_force_projection(p.double().numpy(), batch["reward"].double().numpy(),
+                                                   d.double().numpy(), agent.support.double().numpy()))
+    torch.testing.assert_close(target.double(), want, atol=1e-6, rtol=0)
+    losses, q_taken, kl = agent.distribution_losses(batch)
+    log_p = torch.log_softmax(agent.q_net(batch["obs"]), -1)[torch.arange(6), batch["action"]]
+    cross_entropy = -(want.float() * log_p).sum(1)
+    torch.testing.assert_close(losses, cross_entropy, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q_taken, (log_p.exp() @ agent.support).detach(), atol=1e-6, rtol=0)
+    entropy = -(want.float() * want.float().clamp_min(1e-12).log()).sum(1)
+    torch.testing.assert_close(kl, (cross_entropy - entropy).detach(), atol=1e-5, rtol=1e-5)
+    assert torch.all(kl >= -1e-6)
+    loss, _, _ = agent.compute_loss({**batch, "weights": torch.linspace(0.1, 1.0, 6)})
+    torch.testing.assert_close(loss, (torch.linspace(0.1, 1.0, 6) * cross_entropy).mean(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("switches", [{"categorical": True}, {"dueling": True}, {"prioritized": True},
+                                      {"noisy": True}])
+def test_each_extension_learns_the_chain(switches):
+    env = ChainEnv(5)
+    config = tiny(**switches, hidden=(32,), buffer_size=5_000, learning_starts=100, train_freq=2,
+                  target_update_interval=50, epsilon_decay_steps=500, v_min=-1.0, v_max=2.0, atoms=31)
+    agent = DQNAgent(env.observation_space, env.action_space, config)
+    # noise explores less directly than epsilon: it needs more steps to find the goal the first time
+    agent.learn(env, total_steps=5000 if config.noisy else 2500, seed=0)
+    from rlbook.evaluate import evaluate
+
+    assert evaluate(agent, env, n_episodes=3).mean == pytest.approx(env.optimal_return)
+    q = agent.q_values(np.eye(5, dtype=np.float32)[:4]).numpy()
+    assert np.all(q[:, 1] > q[:, 0])  # walking right is better everywhere
+    assert q[3, 1] == pytest.approx(0.99, abs=0.1)  # one step from the goal: 1 - 0.01

@@ -198,3 +198,10 @@ def test_configs_round_trip_and_replace_checks_again():
     assert config.replace(lr=0.5).lr == 0.5 and config.lr != 0.5
     assert config.differences(config.replace(lr=0.5)) == ["lr: saved 0.5 vs 0.001"]
     assert config.differences(config.replace(device="cuda")) == []  # the device may differ
+
+
+def test_printed_configs_fit_a_book_column():
+    text = str(DQNConfig.rainbow(seed=3))
+    assert text.startswith("DQNConfig(seed=3, device='auto',") and text.endswith(")")
+    assert max(len(line) for line in text.splitlines()) <= 76
+    assert eval(text.replace("\n", " "), {"DQNConfig": DQNConfig}) == DQNConfig.rainbow(seed=3)
