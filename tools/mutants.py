@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import importlib.abc
 import importlib.util
@@ -354,6 +355,13 @@ def _tests(target: str) -> list[str]:
     return [t for t in TARGETS[target][2] if (ROOT / t).exists()]
 
 
+def _forget_project_modules() -> None:
+    """Drop rlbook's modules and the test modules from ``sys.modules`` (third-party ones stay imported)."""
+    for name in list(sys.modules):
+        if name == "rlbook" or name.startswith(("rlbook.", "tests", "test_", "conftest", "fault_run")):
+            del sys.modules[name]
+
+
 def _spawn(target: str, source: str | None, tests: list[str], log: Path, coverage: Path | None = None) -> int:
     pid = os.fork()
     if pid == 0:  # child
@@ -473,18 +481,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(mutants)} mutants", file=sys.stderr)
         return 0
 
-    # Heavy imports once, before forking (each child then starts in well under a second).
-    import gymnasium  # noqa: F401
-    import numpy  # noqa: F401
-    import pytest  # noqa: F401
+    # Heavy imports once, before forking, so that each child starts quickly: PyTorch and friends, pytest's
+    # plugins, and everything the test files import (a collect-only pass imports them all). The project's own
+    # modules and the test modules are then dropped again: each child imports them afresh, the mutant included.
+    import pytest
     import torch
 
     torch.set_num_threads(1)
-    try:
-        import hypothesis  # noqa: F401
-        import matplotlib  # noqa: F401
-    except ImportError:
-        pass
+    files = sorted({t for target in targets for t in _tests(target)})
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        pytest.main([*files, "--collect-only", "-q", "-p", "no:cacheprovider"])
+    _forget_project_modules()
 
     equivalent = load_equivalent(args.equivalent)
     start = time.perf_counter()
