@@ -460,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "_build" / "mutants" / "report.json")
     parser.add_argument("--summary", type=Path, help="also write kill rates and survivors here (for results/)")
     parser.add_argument("--equivalent", type=Path, default=ROOT / "tools" / "mutants_equivalent.txt")
+    parser.add_argument("--survivors-of", type=Path, metavar="REPORT",
+                        help="run only the mutants that survived in this earlier report (after adding tests)")
     args = parser.parse_args(argv)
     os.chdir(ROOT)
 
@@ -467,6 +469,15 @@ def main(argv: list[str] | None = None) -> int:
     mutants: list[Mutant] = []
     for t in targets:
         mutants += find_mutants(t)[0]
+    earlier_outcome: dict[str, str] = {}
+    if args.survivors_of:
+        earlier = json.loads(args.survivors_of.read_text())["mutants"]
+        earlier_outcome = {m["id"]: m["outcome"] for m in earlier}
+        current = {m.id for m in mutants}
+        if set(earlier_outcome) != current:
+            raise SystemExit("the mutants differ from the earlier report's (a target function changed): run them all")
+        everything = mutants
+        mutants = [m for m in mutants if earlier_outcome[m.id] == "survived"]
     if args.show:
         m = next((m for m in mutants if m.id == args.show), None)
         if m is None:
@@ -497,6 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     outcome = run(mutants, args.jobs, args.timeout_factor, args.report.parent / "logs")
     elapsed = time.perf_counter() - start
+    if earlier_outcome:  # the report covers every mutant: earlier outcomes, updated by this run
+        outcome = {**earlier_outcome, **outcome}
+        mutants = everything
 
     per_target = {}
     survivors = []
