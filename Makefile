@@ -32,10 +32,12 @@ $(STAMP): pyproject.toml
 # (html_static_path and mathjax_path in _config.yml).
 MATHJAX       ?= mathjax@3.2.2
 MATHJAX_STAMP := _build/npm/$(MATHJAX).installed
-# The book's repository, e.g. https://github.com/<org>/rlbook: ONE setting (a make variable or an environment
-# variable). Empty until the repository is public; set, the site gets repository and issue buttons and Binder and
-# Colab launch buttons, from a copy of _config.yml completed by BOOK_CONFIG_WITH_REPOSITORY below.
-RLBOOK_REPO_URL ?=
+# The book's repository, e.g. https://github.com/<org>/rlbook: ONE setting, book/repository.txt (written with
+# `python tools/set_repository.py URL`, which also puts it in every chapter's install cell for Colab readers; a make
+# or environment variable overrides it for one build). Empty until the repository is public; set, the site gets
+# repository and issue buttons and Binder and Colab launch buttons, from a copy of _config.yml completed by
+# BOOK_CONFIG_WITH_REPOSITORY below.
+RLBOOK_REPO_URL ?= $(strip $(file < book/repository.txt))
 export RLBOOK_REPO_URL
 BOOK_CONFIG := $(if $(RLBOOK_REPO_URL),_build/_config.yml,_config.yml)
 

@@ -1,23 +1,32 @@
-"""DQN on CartPole-v1 (chapter 6): our agent against Stable-Baselines3's DQN, same seeds, same solve rule.
+"""DQN on CartPole-v1 (chapters 6 and 7): plain DQN, the fastest configuration we can defend, and
+Stable-Baselines3's DQN, under one solve rule, on the same machine. Writes ``results/06_dqn/dqn_cartpole.json``::
 
-Writes ``results/06_dqn/dqn_cartpole.json``::
+    python bench/dqn_cartpole.py --seeds 10                      # plain, best and sb3, seeds 0..9
+    python bench/dqn_cartpole.py --seeds 10 --agents plain sb3   # some of them; the others' entries are kept
 
-    python bench/dqn_cartpole.py --seeds 10              # both, one after the other per seed
-    python bench/dqn_cartpole.py --seeds 10 --only ours  # or sb3; the other's entries in the file are kept
+**The solve rule (headline): the greedy policy solves.** Every 2,000 environment steps, 20 greedy episodes on
+fresh evaluation environments; solved when their mean is at least 475 and 100 more fresh greedy episodes confirm
+it (mean at least 475). The evaluation time is not counted as training time. It is the same code for every
+agent: :class:`rlbook.evaluate.GreedySolve` for ours, a Stable-Baselines3 callback that calls the same
+:func:`rlbook.evaluate.evaluate` on SB3's deterministic policy for theirs, with the same evaluation seeds.
 
-Solve rule (both agents): the mean return of the last 100 *training* episodes reaches 475 (our
-``StopOnReward(475, 100)``; an SB3 callback applies the same rule to SB3's episodes), confirmed afterwards by
-100 greedy episodes whose mean must also reach 475 (not timed). A run counts as solved only if both hold.
-Seconds are the wall clock of the training loop from its first step (agent construction excluded).
+**Secondary: the training window.** The mean return of the last 100 *training* episodes reaches 475 (the old Gym
+rule; it needs at least 47,500 steps by construction and measures exploration noise as much as learning). Every
+run goes on after its greedy solve until this rule holds too, or its budget ends.
 
-Ours: ``DQNConfig.cartpole()`` on Gymnasium's NumPy-vectorised CartPole (``--envs`` copies, next-step
-autoreset). SB3: RL Zoo's tuned CartPole-v1 hyperparameters (lr 2.3e-3, batch 64, buffer 100k, learning
-starts 1000, gamma 0.99, target update every 10 steps, train_freq 256, gradient_steps 128, exploration
-fraction 0.16 of 5e4 steps, final epsilon 0.04, net [256, 256]) on one env, with a larger step budget so it
-can reach the same 100-episode rule. Both run with ``torch.set_num_threads(--threads)``.
+Units: environment steps (one step of one CartPole; a vector step of 8 copies is 8 steps) and seconds of
+training (the training loop's wall clock from its first step, evaluation excluded, agent construction
+excluded). A run that never solves is ``null`` in ``values`` and counts as its budget in the median.
 
-A failed run is ``null`` in ``values`` and counts as its budget in the median (steps: the step budget;
-seconds: the longest training time of that agent's runs).
+The agents:
+
+* ``plain`` -- ``DQNConfig.cartpole()``, chapter 6's plain DQN (1-step targets, no Double DQN), on
+  Gymnasium's NumPy-vectorised CartPole (8 copies);
+* ``best`` -- ``DQNConfig.cartpole_fast()``, the fastest configuration of chapters 6-7 (see its docstring);
+* ``sb3`` -- Stable-Baselines3's DQN with RL Zoo's tuned CartPole-v1 hyperparameters (``SB3_ZOO``) on one env,
+  the zoo's epsilon schedule kept (16 % of its 50,000 steps).
+
+All run with ``torch.set_num_threads(--threads)`` (1 by default: fastest for these small networks).
 """
 
 from __future__ import annotations
@@ -34,199 +43,214 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from rlbook.agents import PolicyAgent  # noqa: E402
 from rlbook.agents.dqn import DQNAgent, DQNConfig  # noqa: E402
-from rlbook.evaluate import evaluate  # noqa: E402
-from rlbook.results import repo_root, summarize, write_results  # noqa: E402
-from rlbook.train import Plugin, StopOnReward, Trainer  # noqa: E402
+from rlbook.evaluate import GreedySolve, evaluate  # noqa: E402
+from rlbook.results import results_path, summarize, write_results  # noqa: E402
+from rlbook.train import Plugin, Trainer  # noqa: E402
 
 RESULTS = "06_dqn/dqn_cartpole"
 THRESHOLD, WINDOW = 475.0, 100
+EVERY, EPISODES, CONFIRM = 2_000, 20, 100
 SB3_ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000, gamma=0.99,
                target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
                exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
-SB3_ZOO_TIMESTEPS = 50_000  # the zoo's n_timesteps; the exploration fraction refers to it
+SB3_ZOO_TIMESTEPS = 50_000  # the zoo's n_timesteps; its exploration fraction refers to it
+PREFIX = {"plain": "dqn_cartpole", "best": "best_cartpole", "sb3": "sb3_dqn_cartpole"}
+
+
+def configs() -> dict[str, DQNConfig]:
+    return {"plain": DQNConfig.cartpole(device="cpu"), "best": DQNConfig.cartpole_fast(device="cpu")}
+
+
+def eval_seed(seed: int) -> int:
+    """Evaluation seeds, apart from every training seed: check k of run ``seed`` uses ``eval_seed(seed) + 1000 k``."""
+    return 1_000_000 + 100_000 * seed
 
 
 def cartpole_vec(n: int) -> gym.vector.VectorEnv:
     return gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="vector_entry_point")
 
 
-def downsample(steps: list[int], returns: list[float], points: int = 150) -> dict[str, list]:
-    """Episode end steps and returns, thinned to about ``points`` episodes (the last one always kept)."""
-    n = len(steps)
-    keep = np.unique(np.r_[np.linspace(0, n - 1, min(n, points)).round().astype(int), n - 1]) if n else []
-    return {"steps": [int(steps[i]) for i in keep], "returns": [float(returns[i]) for i in keep],
-            "episodes": n}
+class TrainingWindow(Plugin):
+    """The secondary rule: records when the mean return of the last 100 training episodes first reaches 475,
+    and stops the run once both it and the greedy rule have been met."""
 
+    def __init__(self, greedy: GreedySolve, measure: bool = True):
+        self.greedy, self.measure = greedy, measure
+        self.solved_at_step = self.solved_at_seconds = None
 
-def steps_before_window(end_steps: list[int], solved: bool) -> int | None:
-    """Steps taken when the episode just before the 100 solving episodes ended (0 if there was none): the
-    old Gym leaderboard's way of counting ("episodes before solve"), here in environment steps."""
-    if not solved:
-        return None
-    before = len(end_steps) - WINDOW - 1
-    return int(end_steps[before]) if before >= 0 else 0
-
-
-def confirm(policy_agent, seed: int) -> float:
-    """Mean return of 100 greedy episodes on fresh CartPole envs."""
-    return evaluate(policy_agent, cartpole_vec(10), n_episodes=100, seed=10_000 + seed).mean
-
-
-class WallClockLimit(Plugin):
-    """Stop a run after ``seconds`` of training (an unsolved run then counts as a failure)."""
-
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
+    def after_episode(self, trainer, env_id, episode_return, episode_length):
+        if self.solved_at_step is None and trainer.episodes >= WINDOW and trainer.mean_return(WINDOW) >= THRESHOLD:
+            self.solved_at_step, self.solved_at_seconds = trainer.step, trainer.seconds()
 
     def after_step(self, trainer, transition, metrics):
-        if self.seconds is not None and time.perf_counter() - trainer.start_time > self.seconds:
-            trainer.stop(f"wall-clock limit of {self.seconds:g} s")
+        if self.greedy.solved_at_step is not None and (self.solved_at_step is not None or not self.measure):
+            trainer.stop("both rules met" if self.measure else "greedy rule met (window rule not measured)")
 
 
-def run_ours(seed: int, budget: int, envs: int, max_seconds: float | None) -> dict:
+def run_ours(which: str, seed: int, budget: int, envs: int, window_rule: bool = True) -> dict:
     env = cartpole_vec(envs)
-    config = DQNConfig.cartpole(seed=seed, device="cpu")
-    agent = DQNAgent(env.single_observation_space, env.single_action_space, config)
-    stop = StopOnReward(THRESHOLD, WINDOW)
-    trainer = Trainer(agent, env, total_steps=budget, plugins=[stop, WallClockLimit(max_seconds)], seed=seed).run()
-    greedy = confirm(agent, seed)
-    solved = stop.solved_at_step is not None and greedy >= THRESHOLD
-    return {"seed": seed, "solved": solved, "steps": stop.solved_at_step if solved else None,
-            "steps_before_window": steps_before_window(trainer.episode_end_steps, solved),
-            "seconds": stop.solved_at_seconds if solved else None, "elapsed": trainer.elapsed,
-            "steps_run": trainer.step,
-            "greedy_mean_return": greedy, "gradient_steps": agent.gradient_steps_done,
-            "curve": downsample(trainer.episode_end_steps, trainer.episode_returns)}
+    agent = DQNAgent(env.single_observation_space, env.single_action_space, configs()[which].replace(seed=seed))
+    greedy = GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
+                         seed=eval_seed(seed), stop=False)
+    window = TrainingWindow(greedy, measure=window_rule)
+    trainer = Trainer(agent, env, total_steps=budget, plugins=[greedy, window], seed=seed).run()
+    return {"seed": seed, "greedy_steps": greedy.solved_at_step, "greedy_seconds": greedy.solved_at_seconds,
+            "confirm_mean": greedy.confirm_mean, "window_steps": window.solved_at_step,
+            "window_seconds": window.solved_at_seconds, "steps_run": trainer.step, "seconds_run": trainer.elapsed,
+            "gradient_steps": agent.gradient_steps_done,
+            "checks": [[int(s), round(t, 3), round(m, 1)] for s, t, m in greedy.history]}
 
 
-class SB3Greedy:
-    """Our Agent-like view of an SB3 model for :func:`rlbook.evaluate.evaluate` (deterministic actions)."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def act_batch(self, obs, explore=False):
-        return self.model.predict(obs, deterministic=not explore)[0]
-
-
-def run_sb3(seed: int, budget: int, max_seconds: float | None) -> dict:
+def run_sb3(seed: int, budget: int, window_rule: bool = True) -> dict:
     from stable_baselines3 import DQN
     from stable_baselines3.common.callbacks import BaseCallback
 
-    class SolveRule(BaseCallback):
-        """Our StopOnReward rule on SB3's training episodes (from the Monitor's ``episode`` infos)."""
+    class Rules(BaseCallback):
+        """The greedy rule and the training window on SB3, with the evaluation time taken off the clock."""
 
         def __init__(self):
             super().__init__()
-            self.returns, self.end_steps = [], []
-            self.solved_at_step = self.solved_at_seconds = None
+            self.returns = []
+            self.checks = []
+            self.greedy_steps = self.greedy_seconds = self.confirm_mean = None
+            self.window_steps = self.window_seconds = None
+            self.paused = 0.0
+            self.next_check = EVERY
+            self.eval_count = 0
+            self.venv = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 10)
+            space = self.venv.single_observation_space
+            self.policy = PolicyAgent(space, self.venv.single_action_space, vectorized=True,
+                                      policy_fn=lambda obs: self.model.predict(obs, deterministic=True)[0])
+
+        def seconds(self) -> float:
+            return time.perf_counter() - self.start - self.paused
 
         def _on_training_start(self):
             self.start = time.perf_counter()
 
+        def _mean(self, n: int) -> float:
+            result = evaluate(self.policy, self.venv, n_episodes=n, seed=eval_seed(seed) + 1000 * self.eval_count)
+            self.eval_count += 1
+            return result.mean
+
         def _on_step(self) -> bool:
-            if max_seconds is not None and time.perf_counter() - self.start > max_seconds:
-                return False
             for info in self.locals["infos"]:
                 if "episode" in info:
                     self.returns.append(float(info["episode"]["r"]))
-                    self.end_steps.append(int(self.num_timesteps))
-                    if len(self.returns) >= WINDOW and np.mean(self.returns[-WINDOW:]) >= THRESHOLD:
-                        self.solved_at_step = int(self.num_timesteps)
-                        self.solved_at_seconds = time.perf_counter() - self.start
-                        return False
-            return True
+                    if (self.window_steps is None and len(self.returns) >= WINDOW
+                            and np.mean(self.returns[-WINDOW:]) >= THRESHOLD):
+                        self.window_steps, self.window_seconds = int(self.num_timesteps), self.seconds()
+            if self.num_timesteps >= self.next_check and self.greedy_steps is None:
+                self.next_check += EVERY
+                seconds = self.seconds()
+                pause = time.perf_counter()
+                mean = self._mean(EPISODES)
+                self.checks.append([int(self.num_timesteps), round(seconds, 3), round(mean, 1)])
+                if mean >= THRESHOLD:
+                    confirm = self._mean(CONFIRM)
+                    if confirm >= THRESHOLD:
+                        self.greedy_steps, self.greedy_seconds, self.confirm_mean = (
+                            int(self.num_timesteps), seconds, confirm)
+                self.paused += time.perf_counter() - pause
+            return not (self.greedy_steps is not None and (self.window_steps is not None or not window_rule))
 
     zoo = dict(SB3_ZOO)
     # the zoo decays epsilon over 16 % of its 5e4 steps; keep that schedule under the larger budget
     zoo["exploration_fraction"] = SB3_ZOO["exploration_fraction"] * SB3_ZOO_TIMESTEPS / budget
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, device="cpu", verbose=0, **zoo)
-    rule = SolveRule()
-    start = time.perf_counter()
-    model.learn(total_timesteps=budget, callback=rule)
-    elapsed = time.perf_counter() - rule.start if hasattr(rule, "start") else time.perf_counter() - start
-    greedy = confirm(SB3Greedy(model), seed)
-    solved = rule.solved_at_step is not None and greedy >= THRESHOLD
-    return {"seed": seed, "solved": solved, "steps": rule.solved_at_step if solved else None,
-            "steps_before_window": steps_before_window(rule.end_steps, solved),
-            "seconds": rule.solved_at_seconds if solved else None, "elapsed": elapsed,
-            "steps_run": int(model.num_timesteps),
-            "greedy_mean_return": greedy, "gradient_steps": int(model._n_updates),
-            "curve": downsample(rule.end_steps, rule.returns)}
+    rules = Rules()
+    model.learn(total_timesteps=budget, callback=rules)
+    rules.venv.close()
+    return {"seed": seed, "greedy_steps": rules.greedy_steps, "greedy_seconds": rules.greedy_seconds,
+            "confirm_mean": rules.confirm_mean, "window_steps": rules.window_steps,
+            "window_seconds": rules.window_seconds, "steps_run": int(model.num_timesteps),
+            "seconds_run": rules.seconds(), "gradient_steps": int(model._n_updates), "checks": rules.checks}
 
 
-def summarize_runs(prefix: str, runs: list[dict], budget: int) -> dict:
-    longest = max(r["elapsed"] for r in runs)
-    return {
-        f"{prefix}_seconds_to_solve": summarize([r["seconds"] for r in runs], budget=round(longest, 3), unit="s"),
-        f"{prefix}_steps_to_solve": summarize([r["steps"] for r in runs], budget=budget, unit="steps"),
-        f"{prefix}_steps_before_window": summarize([r["steps_before_window"] for r in runs], budget=budget,
-                                                   unit="steps"),
-        f"{prefix}_greedy_mean_return": summarize([r["greedy_mean_return"] for r in runs], unit="return"),
+def summarize_runs(prefix: str, runs: list[dict], budget: int, window_rule: bool = True) -> dict:
+    """The summary metrics of one agent's runs (the window rule's only when it was measured)."""
+    longest = round(max(r["seconds_run"] for r in runs), 3)
+    out = {
+        f"{prefix}_greedy_steps_to_solve": summarize([r["greedy_steps"] for r in runs], budget, "env steps"),
+        f"{prefix}_greedy_seconds_to_solve": summarize([r["greedy_seconds"] for r in runs], longest, "s"),
     }
+    if window_rule:
+        out[f"{prefix}_window_steps_to_solve"] = summarize([r["window_steps"] for r in runs], budget, "env steps")
+        out[f"{prefix}_window_seconds_to_solve"] = summarize([r["window_seconds"] for r in runs], longest, "s")
+    return out
+
+
+def ratio(metrics: dict, numerator: str, denominator: str, what: str) -> dict | None:
+    a, b = metrics.get(numerator), metrics.get(denominator)
+    if not a or not b or not a["median"] or not b["median"]:
+        return None
+    return {"unit": "x", "value": a["median"] / b["median"], "definition": f"median {numerator} / median {denominator}",
+            # an unsolved run counts as its budget: once half or more fail, the median (and the ratio) is a bound
+            "lower_bound": a["runs"] - a["solved"] >= a["runs"] / 2, "what": what}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
-    p.add_argument("--only", choices=("ours", "sb3"), default=None, help="run one agent, keep the other's results")
+    p.add_argument("--agents", nargs="+", choices=("plain", "best", "sb3"), default=["plain", "best", "sb3"])
     p.add_argument("--budget", type=int, default=150_000, help="our step budget per run")
     p.add_argument("--sb3-budget", type=int, default=200_000, help="SB3's step budget per run")
     p.add_argument("--envs", type=int, default=8, help="CartPole copies in our vector env")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (both agents)")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="wall-clock cap per training run, both agents (an unsolved run is a failure)")
-    p.add_argument("--sb3-max-minutes", type=float, default=None, help="SB3's own cap (default: --max-minutes)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (all agents)")
+    p.add_argument("--no-window", dest="window", action="store_false",
+                   help="stop each run at its greedy solve (the window rule's row stays empty: not measured)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
-    max_seconds = None if args.max_minutes is None else 60 * args.max_minutes
-    sb3_minutes = args.max_minutes if args.sb3_max_minutes is None else args.sb3_max_minutes
-    sb3_max_seconds = None if sb3_minutes is None else 60 * sb3_minutes
 
-    metrics, details = {}, {}
-    for who in ("ours", "sb3"):
-        if args.only not in (None, who):
-            continue
+    metrics, runs_by_agent = {}, {}
+    for who in args.agents:
         runs = []
+        budget = args.sb3_budget if who == "sb3" else args.budget
         for seed in seeds:
-            run = (run_ours(seed, args.budget, args.envs, max_seconds) if who == "ours"
-                   else run_sb3(seed, args.sb3_budget, sb3_max_seconds))
+            run = run_sb3(seed, budget, args.window) if who == "sb3" else run_ours(who, seed, budget, args.envs,
+                                                                                   args.window)
             runs.append(run)
-            print(f"{who} seed {seed}: solved={run['solved']} steps={run['steps']} seconds={run['seconds']} "
-                  f"greedy={run['greedy_mean_return']:.1f} elapsed={run['elapsed']:.1f}", flush=True)
-        budget = args.budget if who == "ours" else args.sb3_budget
-        metrics.update(summarize_runs("dqn_cartpole" if who == "ours" else "sb3_dqn_cartpole", runs, budget))
-        details[who] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": seeds,
-                        "budget": budget, "runs": runs,
-                        "max_minutes": args.max_minutes if who == "ours" else sb3_minutes,
-                        "config": (DQNConfig.cartpole(device="cpu").to_dict() if who == "ours"
-                                   else {**SB3_ZOO, "exploration_fraction_of": SB3_ZOO_TIMESTEPS})}
-        if who == "ours":
-            details[who]["envs"] = f"CartPole-v1 x{args.envs} (gymnasium vector_entry_point)"
-
-    # With --only, keep the other agent's entries from the file as it is now (read at the end, so two
-    # processes, one per agent, can run side by side).
-    path = repo_root() / "results" / f"{RESULTS}.json"
-    if args.only is not None and path.exists():
-        old = json.loads(path.read_text())
-        other = "sb3_" if args.only == "ours" else "dqn_"
-        metrics.update({k: v for k, v in old["metrics"].items() if k.startswith(other)})
-        for who, entry in old["provenance"].get("runs", {}).items():
-            details.setdefault(who, entry)
-        seeds = sorted(set(seeds) | set(old["provenance"].get("seeds", [])))
-    ours = metrics.get("dqn_cartpole_seconds_to_solve")
-    theirs = metrics.get("sb3_dqn_cartpole_seconds_to_solve")
-    if ours and theirs and ours["median"] and theirs["median"]:
-        # An unsolved SB3 run counts as its cap, so once half or more of them fail the ratio is a lower bound.
-        censored = theirs["runs"] - theirs["solved"] >= theirs["runs"] / 2
-        metrics["ratio"] = {"unit": "x", "value": theirs["median"] / ours["median"], "lower_bound": censored,
-                            "definition": "median sb3_dqn_cartpole_seconds_to_solve / median "
-                                          "dqn_cartpole_seconds_to_solve (failures counted as budget)"}
-    out = write_results(RESULTS, metrics, seeds, solved_when=f"mean of the last {WINDOW} training episodes >= "
-                        f"{THRESHOLD:g}, confirmed by 100 greedy episodes with mean >= {THRESHOLD:g}",
-                        torch_threads=args.threads, runs=details, extra_versions=("stable-baselines3",))
+            print(f"{who} seed {seed}: greedy {run['greedy_steps']} steps {run['greedy_seconds']} s; window "
+                  f"{run['window_steps']} steps; ran {run['steps_run']} steps in {run['seconds_run']:.1f} s",
+                  flush=True)
+        metrics.update(summarize_runs(PREFIX[who], runs, budget, args.window))
+        runs_by_agent[who] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": seeds,
+                              "budget": budget, "runs": runs,
+                              "config": (configs()[who].to_dict() if who != "sb3"
+                                         else {**SB3_ZOO, "exploration_fraction_of": SB3_ZOO_TIMESTEPS}),
+                              "envs": (f"CartPole-v1 x{args.envs} (gymnasium vector_entry_point)" if who != "sb3"
+                                       else "CartPole-v1 x1 (SB3's DummyVecEnv)"),
+                              "window_rule_measured": args.window}
+    # merge with the other agents' entries as they are in the file now (another process may have written it)
+    path = results_path(RESULTS)
+    old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
+    for who, entry in old["provenance"].get("runs", {}).items():
+        if who in PREFIX and who not in args.agents:
+            runs_by_agent[who] = entry
+            metrics.update({k: v for k, v in old["metrics"].items() if k.startswith(PREFIX[who] + "_")})
+    for key, (num, den, what) in {
+            "ratio_sb3_over_plain_greedy_seconds": ("sb3_dqn_cartpole_greedy_seconds_to_solve",
+                                                    "dqn_cartpole_greedy_seconds_to_solve", "SB3 DQN vs plain DQN"),
+            "ratio_sb3_over_plain_greedy_steps": ("sb3_dqn_cartpole_greedy_steps_to_solve",
+                                                  "dqn_cartpole_greedy_steps_to_solve", "SB3 DQN vs plain DQN"),
+            "ratio_plain_over_best_greedy_seconds": ("dqn_cartpole_greedy_seconds_to_solve",
+                                                     "best_cartpole_greedy_seconds_to_solve",
+                                                     "plain DQN vs the fastest configuration")}.items():
+        entry = ratio(metrics, num, den, what)
+        if entry is not None:
+            metrics[key] = entry
+    all_seeds = sorted({s for entry in runs_by_agent.values() for s in entry["seeds"]})
+    out = write_results(
+        RESULTS, metrics, all_seeds, torch_threads=args.threads, runs=runs_by_agent,
+        extra_versions=("stable-baselines3",),
+        solve_rule=(f"greedy: every {EVERY:,} env steps, {EPISODES} greedy episodes on fresh envs; solved when their "
+                    f"mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy episodes confirm it; evaluation time "
+                    "not counted"),
+        secondary_rule=f"window: mean return of the last {WINDOW} training episodes >= {THRESHOLD:g}",
+        units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
     print(f"wrote {out}")
 
 

@@ -38,7 +38,8 @@ CANDIDATES = {
     "utd1_64": ("one gradient step per env step, 64x64 MLP, batch 64, 3-step Double DQN",
                 DQNConfig.cartpole(n_step=3, double=True, hidden=(64, 64), batch_size=64, train_freq=4,
                                    gradient_steps=4, **FAST)),
-    "utd1_128_dueling": ("one gradient step per env step, 128x128, batch 128, 3-step Double dueling DQN",
+    "utd1_128_dueling": ("one gradient step per env step, 128x128, batch 128, 3-step Double dueling DQN "
+                         "(became DQNConfig.cartpole_fast())",
                          DQNConfig.cartpole(n_step=3, double=True, dueling=True, batch_size=128, train_freq=4,
                                             gradient_steps=4, **FAST)),
     "utd_half_64_dueling_per": ("a gradient step per 2 env steps, 64x64, batch 128, 3-step Double dueling DQN "
@@ -82,10 +83,12 @@ def main() -> None:
             [r["gradient_steps"] if r["steps"] is not None else None for r in runs], None, "gradient steps")
         details[name] = {"what": what, "config": config.to_dict(), "budget": args.budget, "runs": runs}
         print(name, [r["steps"] for r in runs], flush=True)
-    write_results(RESULTS, metrics, TUNING_SEEDS, candidates=details, envs=args.envs,
-                  notes="Tuning runs: seeds 100-102, never used by the benchmark. Steps are environment steps at "
-                        "the greedy solve (null: not solved within the budget, counted as the budget in the "
-                        "median). The machine was shared during tuning: seconds are not compared here.")
+        write_results(RESULTS, metrics, TUNING_SEEDS, candidates=details, envs=args.envs, notes=NOTES)
+
+
+NOTES = ("Tuning runs: seeds 100-102, never used by the benchmark. Steps are environment steps at the greedy "
+         "solve (null: not solved within the budget, counted as the budget in the median). The machine was shared "
+         "during tuning: seconds are not compared here.")
 
 
 if __name__ == "__main__":

@@ -86,22 +86,30 @@ def gradient_step_costs(config: DQNConfig, steps: int, repeats: int) -> dict[str
     out["zero_grad"] = timed(lambda: agent.optimizer.zero_grad(set_to_none=True), steps, repeats)
 
     # The same matrix products on plain tensors: what the arithmetic alone costs.
-    weights = [layer.weight.detach().clone() for layer in agent.q_net.modules() if isinstance(layer, torch.nn.Linear)]
+    linears = [layer.weight.detach().clone() for layer in agent.q_net.modules() if isinstance(layer, torch.nn.Linear)]
+    # the head: one layer, or a dueling head's value and advantage layers, both fed by the torso's features
+    torso, heads = (linears[:-2], linears[-2:]) if config.dueling else (linears[:-1], linears[-1:])
     x = batch["obs"]
     passes = 2 if config.double else 1
 
-    def matmuls():
-        acts = [x]
-        for w in weights:
+    def forward(inputs):
+        acts = [inputs]
+        for w in torso:
             acts.append(acts[-1] @ w.T)
-        grad = torch.ones_like(acts[-1])
-        for w, a in zip(reversed(weights), reversed(acts[:-1])):
+        return acts, [acts[-1] @ w.T for w in heads]
+
+    def matmuls():
+        acts, outs = forward(x)
+        grad = 0
+        for w, out in zip(heads, outs):
+            upstream = torch.ones_like(out)
+            upstream.T @ acts[-1]  # the head's weight gradient
+            grad = grad + upstream @ w  # its input gradient
+        for w, a in zip(reversed(torso), reversed(acts[:-1])):
             grad.T @ a  # the weight's gradient
             grad = grad @ w  # the input's gradient
         for _ in range(passes):  # the target side's forward passes
-            h = batch["next_obs"]
-            for w in weights:
-                h = h @ w.T
+            forward(batch["next_obs"])
 
     out["pure_matmuls"] = timed(matmuls, steps, repeats)
     return out

@@ -183,3 +183,26 @@ def test_clean_notebook_strips_noise_and_reports_machine_paths(tmp_path):
     assert [c["execution_count"] for c in cleaned["cells"]] == [1, 2]
     assert cleaned["cells"][0]["metadata"] == {"tags": ["x"]}
     assert cleaned["cells"][1]["outputs"][0]["execution_count"] == 2
+
+
+def test_the_repository_address_is_one_setting_and_every_chapter_agrees(tmp_path, monkeypatch):
+    import tools.set_repository as setting
+
+    assert setting.main(["--check"]) == 0  # every chapter's install cell holds book/repository.txt's address
+    # on copies: setting an address writes it into the file and into every chapter, and --check sees drift
+    book = tmp_path / "book"
+    book.mkdir()
+    chapter = book / "01_x.ipynb"
+    chapter.write_text(json.dumps({"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# T"]}],
+                                   "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    monkeypatch.setattr(setting, "SETTING", book / "repository.txt")
+    monkeypatch.setattr(setting, "CHAPTERS", [chapter])
+    assert setting.main(["https://example.org/org/rlbook"]) == 0
+    cell = json.loads(chapter.read_text())["cells"][1]
+    assert 'REPOSITORY = "https://example.org/org/rlbook"' in "".join(cell["source"])
+    assert (book / "repository.txt").read_text().strip() == "https://example.org/org/rlbook"
+    (book / "repository.txt").write_text("https://example.org/other\n")
+    assert setting.main(["--check"]) == 1
+    code = "".join(cell["source"]).replace(setting.MARKER, "")
+    namespace = {}
+    exec(compile(code.replace("importlib.util.find_spec(\"rlbook\") is None", "False"), "cell", "exec"), namespace)
