@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 import rlbook.exercises
+from rlbook.agents.dqn import DQNAgent, DQNConfig
 from rlbook.exercises import (
     CORRECT,
     MESSAGE_WIDTH,
@@ -70,8 +71,9 @@ def source(cell: dict[str, Any]) -> str:
 
 
 def stub_namespace(ch: str) -> dict[str, Any]:
-    """What the untouched stub cells define, run after the imports of the chapter's first code cell."""
-    first = next(c for c in cells(ch) if c["cell_type"] == "code")
+    """What the untouched stub cells define, run after the imports of the chapter's first code cell (after the
+    install cell for Colab, which tools/set_repository.py writes)."""
+    first = next(c for c in cells(ch) if c["cell_type"] == "code" and not source(c).startswith("# rlbook-install"))
     imports = [node for node in ast.parse(source(first)).body if isinstance(node, (ast.Import, ast.ImportFrom))]
     namespace: dict[str, Any] = {ch: chapter(ch)}
     exec(compile(ast.Module(body=imports, type_ignores=[]), f"{ch} imports", "exec"), namespace)
@@ -131,6 +133,32 @@ def _flat_line() -> nn.Linear:
     return line
 
 
+class _TruncatedOnly(DQNAgent):  # replaces the flags instead of adding to them: loses real terminations
+    def observe(self, transition):
+        transition.terminated = transition.truncated.copy()
+        super().observe(transition)
+
+
+class _EverythingTerminal(DQNAgent):
+    def observe(self, transition):
+        transition.terminated = np.ones_like(transition.terminated)
+        super().observe(transition)
+
+
+class _ForgetsToStore(DQNAgent):
+    def observe(self, transition):
+        transition.terminated = transition.terminated | transition.truncated
+
+
+class _DropsTruncatedRows(DQNAgent):
+    def observe(self, transition):
+        super().observe(transition.select(~transition.truncated))
+
+
+def _best_next(next_q):
+    return next_q.max(dim=1).values
+
+
 _ARM = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, shape=(2,)), "gripper": gym.spaces.Discrete(2)})
 
 #: At least one wrong answer for every exercise (a test fails for an exercise that has none).
@@ -160,6 +188,35 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
                    {"top_k_elite": lambda r, k: r <= np.sort(r)[k - 1]},
                    {"percentile_for_top_k": lambda n, k: 100.0 * k / n}],
     "ch04.drowned_batches": [{"drowned": 1.0}, {"drowned": 0.0}, {"drowned": "a quarter"}],
+    "ch05.hand_made_policy": [{"my_rate": 0.74}, {"my_rate": 4.5}, {"my_rate": "low"}, {"my_policy": [2] * 15},
+                              {"my_policy": np.full(16, 4)}, {"my_policy": np.full(16, 1.5)},
+                              {"my_policy": ["right"] * 16}],
+    "ch05.non_slippery_lake": [{"rate_ice": 0.74}, {"path_length": 7}, {"path_length": 5},
+                               {"path_length": "six"}],
+    "ch05.more_counts": [{"err_small": 0.5}, {"err_big": 0.0}, {"err_big": 1.0}, {"err_small": "large"}],
+    "ch06.truncation": [{"TerminalAtTimeLimit": DQNAgent}, {"TerminalAtTimeLimit": _TruncatedOnly},
+                        {"TerminalAtTimeLimit": _EverythingTerminal}, {"TerminalAtTimeLimit": _ForgetsToStore},
+                        {"TerminalAtTimeLimit": _DropsTruncatedRows}, {"TerminalAtTimeLimit": DQNConfig},
+                        {"wrong_per_truncated_episode": 4}, {"wrong_per_truncated_episode": 0},
+                        {"wrong_per_truncated_episode": True}, {"wrong_per_truncated_episode": "one"},
+                        {"wrong_per_truncated_episode": 1.5}],
+    "ch06.no_target_network": [{"no_target": DQNConfig.cartpole()},
+                               {"no_target": DQNConfig.cartpole(target_update_interval=1, tau=0.5)},
+                               {"no_target": DQNConfig.cartpole(target_update_interval=1000)},
+                               {"no_target": DQNConfig(target_update_interval=1)},
+                               {"no_target": DQNConfig.cartpole(target_update_interval=1, lr=1e-4)},
+                               {"no_target": {"target_update_interval": 1, "tau": 1.0}}],
+    "ch06.own_target": [{"my_targets": lambda r, q, d, g: r + g * _best_next(q)},
+                        {"my_targets": lambda r, q, d, g: r + g * d.float() * _best_next(q)},
+                        {"my_targets": lambda r, q, d, g: torch.where(d, g * r, r + g * _best_next(q))},
+                        {"my_targets": lambda r, q, d, g: g * (r + (~d).float() * _best_next(q))},
+                        {"my_targets": lambda r, q, d, g: r + (~d).float() * _best_next(q)},
+                        {"my_targets": lambda r, q, d, g: r + g * (~d).float() * q.mean(dim=1)},
+                        {"my_targets": lambda r, q, d, g: r + g * (~d).float() * q.max(dim=1, keepdim=True).values},
+                        {"my_targets": lambda r, q, d, g: (r + g * (~d).float() * _best_next(q)).numpy()}],
+    "ch06.one_frame": [{"single_frame_shape": (1, 1, 84, 84)}, {"single_frame_shape": (84, 84)},
+                       {"single_frame_shape": (4, 84, 84)}, {"single_frame_shape": "84x84"},
+                       {"velocity_visible": True}, {"velocity_visible": "no"}],
 }
 
 
@@ -244,6 +301,17 @@ def test_noise_answer_of_chapter_2_holds():
     small, large = (f"sigma={s:g}" for s in ch02.NOISE_LEVELS[1:])
     assert means[small] >= 0.9 * means["sigma=0"]
     assert means[large] <= 1.25 * means["random"]
+
+
+def test_learning_curve_comparisons_of_chapter_6_run():
+    # The dropdowns of "Truncation matters" and "No target network" show these functions; a tiny budget here.
+    import matplotlib.pyplot as plt
+
+    sol = solutions("ch06")
+    for compare in (sol.compare_truncation, sol.compare_target_networks):
+        ax = compare(seeds=[0, 1], steps=1_100)
+        assert len(ax.get_legend_handles_labels()[1]) >= 2
+        plt.close(ax.figure)
 
 
 # ---------------------------------------------------------------------------- the protocol itself
