@@ -1,4 +1,4 @@
-"""DQN on CartPole-v1 (chapters 6 and 7): plain DQN, the fastest configuration we can defend, and
+"""DQN on CartPole-v1 (chapters 6 and 7): plain DQN, the configuration that needs the fewest steps, and
 Stable-Baselines3's DQN, under one solve rule, on the same machine. Writes ``results/06_dqn/dqn_cartpole.json``::
 
     python bench/dqn_cartpole.py --seeds 10                      # plain, best and sb3, seeds 0..9
@@ -22,7 +22,8 @@ The agents:
 
 * ``plain`` -- ``DQNConfig.cartpole()``, chapter 6's plain DQN (1-step targets, no Double DQN), on
   Gymnasium's NumPy-vectorised CartPole (8 copies);
-* ``best`` -- ``DQNConfig.cartpole_fast()``, the fastest configuration of chapters 6-7 (see its docstring);
+* ``best`` -- ``DQNConfig.cartpole_few_steps()``, the fewest-steps configuration of chapters 6-7 (see its
+  docstring: fewer steps, but more gradient steps per step);
 * ``sb3`` -- Stable-Baselines3's DQN with RL Zoo's tuned CartPole-v1 hyperparameters (``SB3_ZOO``) on one env,
   the zoo's epsilon schedule kept (16 % of its 50,000 steps).
 
@@ -60,7 +61,7 @@ PREFIX = {"plain": "dqn_cartpole", "best": "best_cartpole", "sb3": "sb3_dqn_cart
 
 
 def configs() -> dict[str, DQNConfig]:
-    return {"plain": DQNConfig.cartpole(device="cpu"), "best": DQNConfig.cartpole_fast(device="cpu")}
+    return {"plain": DQNConfig.cartpole(device="cpu"), "best": DQNConfig.cartpole_few_steps(device="cpu")}
 
 
 def eval_seed(seed: int) -> int:
@@ -238,7 +239,7 @@ def main() -> None:
                                                   "dqn_cartpole_greedy_steps_to_solve", "SB3 DQN vs plain DQN"),
             "ratio_plain_over_best_greedy_seconds": ("dqn_cartpole_greedy_seconds_to_solve",
                                                      "best_cartpole_greedy_seconds_to_solve",
-                                                     "plain DQN vs the fastest configuration")}.items():
+                                                     "plain DQN vs the fewest-steps configuration")}.items():
         entry = ratio(metrics, num, den, what)
         if entry is not None:
             metrics[key] = entry

@@ -1,5 +1,5 @@
-"""The search for the fastest CartPole DQN (chapters 6 and 7): candidate configurations on tuning seeds that
-the benchmark never uses. Writes ``results/06_dqn/dqn_cartpole_tuning.json``::
+"""The search for a CartPole DQN that needs few environment steps (chapters 6 and 7): candidate
+configurations on tuning seeds that the benchmark never uses. Writes ``results/06_dqn/dqn_cartpole_tuning.json``::
 
     python bench/dqn_cartpole_tuning.py                  # every candidate, seeds 100-102
     python bench/dqn_cartpole_tuning.py --only utd1_64   # some candidates (the others' entries are kept)
@@ -39,7 +39,7 @@ CANDIDATES = {
                 DQNConfig.cartpole(n_step=3, double=True, hidden=(64, 64), batch_size=64, train_freq=4,
                                    gradient_steps=4, **FAST)),
     "utd1_128_dueling": ("one gradient step per env step, 128x128, batch 128, 3-step Double dueling DQN "
-                         "(became DQNConfig.cartpole_fast())",
+                         "(became DQNConfig.cartpole_few_steps())",
                          DQNConfig.cartpole(n_step=3, double=True, dueling=True, batch_size=128, train_freq=4,
                                             gradient_steps=4, **FAST)),
     "utd_half_64_dueling_per": ("a gradient step per 2 env steps, 64x64, batch 128, 3-step Double dueling DQN "

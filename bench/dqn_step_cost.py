@@ -2,8 +2,8 @@
 
     python bench/dqn_step_cost.py
 
-For the CartPole presets (plain DQN, ``DQNConfig.cartpole()``: a 128x128 MLP at batch 256; and the fastest
-configuration, ``DQNConfig.cartpole_fast()``), on one thread (``torch.set_num_threads(1)``), it times:
+For the CartPole presets (plain DQN, ``DQNConfig.cartpole()``: a 128x128 MLP at batch 256; and the
+fewest-steps configuration, ``DQNConfig.cartpole_few_steps()``), on one thread (``torch.set_num_threads(1)``), it times:
 
 * a whole gradient step (``DQNAgent.gradient_step`` on a fixed minibatch: targets, loss, backward, clipping,
   Adam, target schedule), the median of ``--repeats`` blocks of ``--steps`` steps;
@@ -142,7 +142,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     metrics, details = {}, {}
-    for name, config in (("plain", DQNConfig.cartpole()), ("best", DQNConfig.cartpole_fast())):
+    for name, config in (("plain", DQNConfig.cartpole()), ("best", DQNConfig.cartpole_few_steps())):
         costs = gradient_step_costs(config, args.steps, args.repeats)
         costs.update(vector_step_cost(config, args.envs, args.steps * 3, args.repeats))
         for part, entry in costs.items():

@@ -163,14 +163,16 @@ class DQNConfig(AgentConfig):
         return base.replace(**overrides)
 
     @classmethod
-    def cartpole_fast(cls, **overrides) -> DQNConfig:
-        """The fastest CartPole-v1 configuration found for chapters 6-7 on a CPU: chapter 7's 3-step returns,
-        Double DQN and a dueling head on top of :meth:`cartpole`, with one gradient step per environment step
-        (4 gradient steps on minibatches of 128 every 4 env steps, so 8 per step of the 8-environment vector),
-        the target network copied every 250 gradient steps, epsilon 1 -> 0.01 over 5,000 env steps and learning
-        from env step 500.
+    def cartpole_few_steps(cls, **overrides) -> DQNConfig:
+        """The CartPole-v1 configuration that needed the fewest environment steps in our search (chapters 6-7):
+        chapter 7's 3-step returns, Double DQN and a dueling head on top of :meth:`cartpole`, with one gradient
+        step per environment step (4 gradient steps on minibatches of 128 every 4 env steps, so 8 per step of the
+        8-environment vector), the target network copied every 250 gradient steps, epsilon 1 -> 0.01 over 5,000
+        env steps and learning from env step 500.
 
-        It is not chapter 6's DQN: the extensions are explained in chapter 7. Chosen on tuning seeds 100-102
+        It is not chapter 6's DQN: the extensions are explained in chapter 7. Fewer steps are not fewer seconds:
+        it takes eight times as many gradient steps per environment step as :meth:`cartpole`, and on a CPU the
+        gradient steps are the cost (``bench/dqn_step_cost.py``). Chosen on tuning seeds 100-102
         (``bench/dqn_cartpole_tuning.py``); ``bench/dqn_cartpole.py`` measures it on seeds 0-9."""
         base = cls.cartpole(n_step=3, double=True, dueling=True, batch_size=128, train_freq=4, gradient_steps=4,
                             epsilon_decay_steps=5_000, learning_starts=500, target_update_interval=250)
