@@ -2,9 +2,11 @@
 
 Every number the book states comes from a JSON file under ``results/`` with this layout::
 
-    {"provenance": {"command": ..., "commit": ..., "date": ..., "seeds": [...],
-                    "versions": {...}, "hardware": ...},
-     "metrics": {"<name>": {"unit": "s", "values": [...], "median": ..., "iqr": [q25, q75],
+    {"provenance": {"command": ..., "commit": ..., "date": ...,
+                    "seeds": [...], "versions": {...},
+                    "hardware": ...},
+     "metrics": {"<name>": {"unit": "s", "values": [...],
+                            "median": ..., "iqr": [q25, q75],
                             "solved": k, "runs": n}}}
 
 A run that never solved is ``null`` in ``values`` and counts as the budget in the median and

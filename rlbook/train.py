@@ -192,7 +192,9 @@ class Trainer:
 
     @contextlib.contextmanager
     def pause_clock(self):
-        """A block whose time does not count as training time (an evaluation inside a plugin)::
+        """A block whose time does not count as training time (an evaluation inside a plugin).
+
+        For example::
 
             with trainer.pause_clock():
                 result = evaluate(trainer.agent, eval_env, n_episodes=20)

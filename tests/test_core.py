@@ -145,3 +145,15 @@ def test_every_module_imports_on_its_own():
             "print('\\n'.join(failed))\nsys.exit(1 if failed else 0)")
     result = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schedules_at_their_edges():
+    """A linear schedule of one step is at its start before that step and at its end after it; an
+    exponential schedule accepts any positive half-life, shorter than one step too."""
+    from rlbook.schedules import ExponentialSchedule, LinearSchedule
+
+    one = LinearSchedule(1.0, 0.0, 1)
+    assert one.value_at(0) == 1.0 and one.value_at(1) == 0.0
+    assert LinearSchedule(1.0, 0.0, 0).value_at(0) == 0.0  # no duration: the end at once
+    fast = ExponentialSchedule(1.0, 0.0, 0.5)
+    assert fast.value_at(1) == pytest.approx(0.25)  # two half-lives in one step

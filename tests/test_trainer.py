@@ -476,3 +476,66 @@ def test_greedy_solve_rule_checks_on_fresh_envs_and_pauses_the_clock():
                       plugins=[solves], seed=0).run()
     assert solves.solved_at_step == trainer.step == 100 and solves.confirm_mean == 15.0
     assert solves.solved_at_seconds < 0.2 and "greedy policy solved" in trainer.stop_reason
+
+
+class _Poisoned(gym.Env):
+    """A 2-float observation, reward 1 per step, episodes of 5 steps; at global step ``at`` (counted per env)
+    this copy returns a NaN in the ``where`` it is told ("reward", "obs" or "reset")."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, poison: str | None = None, at: int = 3):
+        self.poison, self.at, self.t, self.k = poison, at, 0, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.k = 0
+        obs = np.zeros(2, np.float32)
+        if self.poison == "reset":
+            obs[1] = np.nan
+        return obs, {}
+
+    def step(self, action):
+        self.t += 1
+        self.k += 1
+        obs, reward = np.full(2, self.t, np.float32), 1.0
+        if self.t == self.at and self.poison == "reward":
+            reward = float("nan")
+        if self.t == self.at and self.poison == "obs":
+            obs[0] = np.nan
+        return obs, reward, False, self.k >= 5, {}
+
+
+def _poisoned_vec(poison):
+    # two copies: only the second is poisoned, so a check on "all rows bad" or on the first row misses it
+    return gym.vector.SyncVectorEnv([lambda: _Poisoned(), lambda: _Poisoned(poison)])
+
+
+@pytest.mark.parametrize(("poison", "words"), [("reward", "non-finite reward \\(nan\\) at step 4"),
+                                               ("obs", "non-finite observation at step 4"),
+                                               ("reset", "non-finite observation at step 0")])
+def test_a_non_finite_reward_or_observation_stops_the_run_at_its_step(poison, words):
+    env = _poisoned_vec(poison)
+    agent = RandomAgent(env.single_observation_space, env.single_action_space, seed=0)
+    seen = []
+
+    class Watch(Plugin):
+        def after_step(self, trainer, transition, metrics):
+            seen.append(transition.reward.copy())
+
+    with pytest.raises(ValueError, match=rf"{words} \(environment 1 of the vector\)"):
+        Trainer(agent, env, total_steps=40, plugins=[Watch()], seed=0).run()
+    assert all(np.isfinite(r).all() for r in seen)  # nothing non-finite reached the plugins (or the agent)
+
+
+def test_finite_steps_skip_the_detailed_input_check(monkeypatch):
+    """The per-row check (with its messages) runs only when a cheap test of the whole batch fails: on finite
+    data it runs once, on the first observation, and never inside the loop."""
+    calls = []
+    original = Trainer._check_inputs
+    monkeypatch.setattr(Trainer, "_check_inputs", lambda self, *a: (calls.append(a), original(self, *a)))
+    env = _poisoned_vec(None)
+    agent = RandomAgent(env.single_observation_space, env.single_action_space, seed=0)
+    Trainer(agent, env, total_steps=40, seed=0).run()
+    assert len(calls) == 1 and calls[0][0] is None

@@ -27,9 +27,10 @@ MARKER = "# rlbook-install-cell"
 LITERAL = re.compile(r'^REPOSITORY = "[^"\n]*"', re.MULTILINE)
 
 INSTALL_CELL = '''{marker}
-# Colab, or a Python without the book's package, installs it here (in the
-# book's own environment, `make lab`, rlbook is there and this does nothing).
-# tools/set_repository.py writes the repository's address below.
+# Colab, or a Python without the book's package, installs it here (in
+# the book's own environment, `make lab`, rlbook is there and this does
+# nothing). tools/set_repository.py writes the repository's address
+# below.
 import importlib.util
 import subprocess
 import sys

@@ -27,8 +27,10 @@ my_rate = success_probability(mdp4, my_policy, goal4, horizon=100)
 ice = gym.make("FrozenLake-v1", is_slippery=False)
 mdp_ice = FiniteMDP.from_gym(ice, gamma=0.9)
 solved = value_iteration(mdp_ice)
-rate_ice = success_probability(mdp_ice, solved.policy, goal4, horizon=100)
-# The reward 1 comes with the last move, so V(start) = 0.9 ** (moves - 1).
+rate_ice = success_probability(mdp_ice, solved.policy, goal4,
+                               horizon=100)
+# The reward 1 comes with the last move:
+# V(start) = 0.9 ** (moves - 1).
 path_length = round(np.log(solved.V[0]) / np.log(0.9)) + 1
 # [end non_slippery_lake]
 

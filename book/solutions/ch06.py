@@ -22,8 +22,9 @@ from rlbook.train import Trainer
 class TerminalAtTimeLimit(DQNAgent):
     def observe(self, transition):
         # store a cut by the time limit as if the episode had ended
-        transition.terminated = transition.terminated | transition.truncated
-        super().observe(transition)
+        t = transition
+        t.terminated = t.terminated | t.truncated
+        super().observe(t)
 
 
 # One: the last step of an episode cut by the time limit. Its next state
@@ -88,7 +89,8 @@ no_target = DQNConfig.cartpole(target_update_interval=1, tau=1.0)
 def compare_target_networks(seeds=CURVE_SEEDS, steps=CURVE_STEPS):
     return compare({
         "target network (the preset)":
-            cartpole_curves(DQNAgent, DQNConfig.cartpole(), seeds, steps),
+            cartpole_curves(DQNAgent, DQNConfig.cartpole(), seeds,
+                            steps),
         "no target network":
             cartpole_curves(DQNAgent, no_target, seeds, steps),
     }, "CartPole-v1: without a target network the returns stay low")

@@ -191,7 +191,7 @@ class Agent(abc.ABC):
 
         The spaces default to the ones saved with it; ``device`` moves the agent elsewhere (the only
         field that may differ). ``kwargs`` go to the constructor (``policy_fn`` of a
-        :class:`~rlbook.agents.PolicyAgent`)."""
+        :class:`~rlbook.agents.policy_agent.PolicyAgent`)."""
         payload = load_checkpoint(path)
         _check_class(payload, cls, path)
         try:

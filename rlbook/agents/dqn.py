@@ -52,7 +52,7 @@ class DQNConfig(AgentConfig):
     """Hyperparameters of :class:`DQNAgent` (defaults: the Pong settings of the Nature paper's lineage).
 
     ``seed`` and ``device`` come from :class:`~rlbook.config.AgentConfig`; every field is checked when the
-    config is made (types from the annotations, ranges in :meth:`validate`)."""
+    config is made (types from the annotations, ranges in :meth:`~rlbook.config.AgentConfig.validate`)."""
 
     gamma: float = 0.99
     """Discount factor, in [0, 1]."""
@@ -597,7 +597,7 @@ class DQNAgent(Agent):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (use :meth:`load`, which checks the file, the spaces and the config first
+        """Restore :meth:`state_dict` (use :meth:`~rlbook.agents.base.Agent.load`, which checks the file, the spaces and the config first
         and leaves the agent unchanged when anything fails)."""
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
@@ -667,4 +667,5 @@ def play(checkpoint: str | os.PathLike | DQNAgent, env: gym.Env | str, *, max_st
     return frames, total
 
 
-__all__ = ["DQNAgent", "DQNConfig", "build_q_network", "play"]
+__all__ = ["DQNAgent", "DQNConfig", "EpsilonGreedy", "NoisyExploration", "build_q_network", "categorical_projection",
+           "play"]
