@@ -597,8 +597,8 @@ class DQNAgent(Agent):
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` (use :meth:`~rlbook.agents.base.Agent.load`, which checks the file, the spaces and the config first
-        and leaves the agent unchanged when anything fails)."""
+        """Restore :meth:`state_dict` (use :meth:`~rlbook.agents.base.Agent.load`, which checks the file, the
+        spaces and the config first and leaves the agent unchanged when anything fails)."""
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
