@@ -133,7 +133,8 @@ class NoisyLinear(nn.Module):
             ``True`` -- factorized noise, ``eps_W = f(eps_out) f(eps_in)^T`` and ``eps_b = f(eps_out)`` with
             ``f(x) = sign(x) sqrt(|x|)`` (``in + out`` Gaussians instead of ``in * out``), ``mu`` from
             ``U(-1 / sqrt(in), 1 / sqrt(in))`` and ``sigma`` starting at ``sigma0 / sqrt(in)`` (``sigma0`` 0.4).
-        sigma0: the initial noise scale (default 0.4 factorized, 0.017 independent).
+        sigma0: the initial noise scale (default 0.4 factorized, as in the old text; Fortunato et al. used 0.5;
+            0.017 independent, as in the paper).
         generator: the ``torch.Generator`` the noise is drawn from (a seeded run passes its own).
 
     In training mode (``module.train()``) every forward pass draws new noise; in evaluation mode

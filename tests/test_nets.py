@@ -120,7 +120,9 @@ def test_clip_grad_norm_matches_torch(max_norm):
 
 
 # ---------------------------------------------------------------------- chapter 7: noisy layers and heads
-def test_noisy_linear_initialisation_follows_the_paper():
+def test_noisy_linear_initialisation():
+    """Independent noise as in Fortunato et al. (sigma 0.017); factorized with the old text's sigma0 0.4 (the paper:
+    0.5), both scaled as the paper scales them."""
     independent = NoisyLinear(100, 50, factorized=False, generator=torch.Generator().manual_seed(0))
     assert torch.all(independent.weight_sigma == 0.017) and torch.all(independent.bias_sigma == 0.017)
     bound = (3 / 100) ** 0.5
