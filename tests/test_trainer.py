@@ -539,3 +539,90 @@ def test_finite_steps_skip_the_detailed_input_check(monkeypatch):
     agent = RandomAgent(env.single_observation_space, env.single_action_space, seed=0)
     Trainer(agent, env, total_steps=40, seed=0).run()
     assert len(calls) == 1 and calls[0][0] is None
+
+
+class _Labelled(gym.Env):
+    """Episodes of 3 steps, reward 1; each step's info carries a label of which copy and step it is."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, copy: int, length: int):
+        self.copy, self.length, self.k = copy, length, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.k = 0
+        return np.zeros(1, np.float32), {"label": -1.0}
+
+    def step(self, action):
+        self.k += 1
+        return (np.full(1, self.k, np.float32), 1.0, self.k >= self.length, False,
+                {"label": 100.0 * self.copy + self.k})
+
+
+class _Recorder(RandomAgent):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows = []
+
+    def observe(self, transition):
+        super().observe(transition)
+        self.rows.append((transition.env_ids.copy(), transition.next_obs[:, 0].copy(), transition.reward.copy()))
+
+
+class _LabelReward(Objective):
+    """The reward the agent sees is the info label of its row: any misaligned row shows at once."""
+
+    def __call__(self, transition, infos):
+        return infos["label"]
+
+
+def test_an_objective_sees_infos_aligned_with_its_rows_when_some_rows_reset():
+    # copies of different episode lengths, so that resets happen on different steps
+    env = gym.vector.SyncVectorEnv([lambda: _Labelled(0, 2), lambda: _Labelled(1, 3)])
+    agent = _Recorder(env.single_observation_space, env.single_action_space, seed=0)
+    Trainer(agent, env, total_steps=20, objective=_LabelReward(), seed=0).run()
+    assert any(len(ids) == 1 for ids, _, _ in agent.rows)  # some steps had a resetting row
+    for ids, step_in_episode, reward in agent.rows:
+        np.testing.assert_array_equal(reward, 100.0 * ids + step_in_episode)
+
+
+class _BadObjective(Objective):
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __call__(self, transition, infos):
+        reward = np.array(transition.reward, dtype=np.float64)
+        if self.kind == "nan":
+            reward[-1] = np.nan  # one row of two: a check on "all rows" or on the first row misses it
+            return reward
+        return np.append(reward, 0.0)  # one reward too many
+
+
+@pytest.mark.parametrize(("kind", "words"), [("nan", "returned a non-finite reward"),
+                                             ("shape", r"returned rewards of shape \(3,\); expected \(2,\)")])
+def test_a_bad_objective_stops_the_run_before_the_agent_sees_its_rewards(kind, words):
+    env = gym.vector.SyncVectorEnv([lambda: _Labelled(0, 5), lambda: _Labelled(1, 5)])
+    agent = _Recorder(env.single_observation_space, env.single_action_space, seed=0)
+    with pytest.raises(ValueError, match=words):
+        Trainer(agent, env, total_steps=20, objective=_BadObjective(kind), seed=0).run()
+    assert agent.rows == []
+
+
+class _NoisyResetFlags(gym.vector.SyncVectorEnv):
+    """A vector env that (against Gymnasium's contract) repeats ``terminated`` on the step that only resets."""
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, infos = super().step(actions)
+        resetting = getattr(self, "_was_done", np.zeros(self.num_envs, bool))
+        self._was_done = terminated | truncated
+        return obs, reward, terminated | resetting, truncated, infos
+
+
+def test_a_resetting_row_never_ends_an_episode_whatever_its_flags():
+    env = _NoisyResetFlags([lambda: _Labelled(0, 2), lambda: _Labelled(1, 3)])
+    agent = _Recorder(env.single_observation_space, env.single_action_space, seed=0)
+    trainer = Trainer(agent, env, total_steps=30, seed=0).run()
+    assert trainer.episode_lengths and set(trainer.episode_lengths) <= {2, 3}
+    assert trainer.episode_returns == [float(n) for n in trainer.episode_lengths]
