@@ -292,3 +292,19 @@ def test_q_iteration_history_keeps_unavailable_entries_at_zero():
     result = q_iteration(mdp, Q0=np.full((3, 3), 7.0))
     assert all(np.all(Q[~mdp.available] == 0.0) for Q in result.history)
     np.testing.assert_allclose(result.V, value_iteration(mdp).V, atol=1e-6)
+
+
+def test_solvers_stop_at_the_first_sweep_that_changes_nothing_by_more_than_tol():
+    """A chain s0 -> s1 -> end (reward 1 on leaving s1), gamma 0.5: the sweeps change the values by 1, then by
+    exactly 0.5, then by 0. With tol 0.5 the second sweep already counts as converged ("no value changed by
+    more than tol"), so both solvers stop after two sweeps, not three."""
+    P = np.zeros((3, 1, 3))
+    P[0, 0, 1] = P[1, 0, 2] = P[2, 0, 2] = 1.0
+    R = np.zeros((3, 1, 3))
+    R[1, 0, 2] = 1.0
+    mdp = FiniteMDP(P, R, 0.5, terminal=np.array([False, False, True]))
+    result = value_iteration(mdp, tol=0.5)
+    assert result.converged and result.iterations == 2 and list(result.deltas) == [1.0, 0.5]
+    V, history = mrp_values_iterative(P[:, 0], np.array([0.0, 1.0, 0.0]), 0.5, tol=0.5,
+                                      terminal=np.array([False, False, True]))
+    assert len(history) == 3 and V.tolist() == [0.5, 1.0, 0.0]
