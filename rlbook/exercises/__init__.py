@@ -71,6 +71,17 @@ class Verdict:
     message: str
 
 
+def number(value: Any, name: str) -> float:
+    """``value`` as a float; a :class:`WrongAnswer` naming ``name`` when it is not a number (``True`` and
+    ``False`` are not numbers here, although Python would let them pass)."""
+    if isinstance(value, bool):
+        raise WrongAnswer(f"{name} should be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise WrongAnswer(f"{name} should be a number, got {value!r}") from None
+
+
 def attempted(value: Any) -> Any:
     """Return ``value``, or raise :class:`NotAttempted` when it is ``None`` (a stub returns nothing)."""
     if value is None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from rlbook.agents.cem import discounted_return, select_elite
-from rlbook.exercises import WrongAnswer, attempted, exercise
+from rlbook.exercises import WrongAnswer, attempted, exercise, number
 
 #: The returns of the batch in "Elite by hand", and the percentile of its boundary.
 ELITE_RETURNS = (3.0, 8.0, 8.0, 1.0, 5.0, 8.0, 2.0, 6.0)
@@ -29,22 +29,13 @@ TOP_K_CASES = ((16, 5), (100, 30), (10, 1), (7, 7), (2, 1))
 TOP_K_MARGIN = 1e-6
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise WrongAnswer(f"{name} should be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should be a number, got {value!r}") from None
-
-
 @exercise("Elite by hand", fill=("my_boundary", "my_elite"))
 def elite_by_hand(my_boundary: Any, my_elite: Any) -> str:
     """Check ``my_boundary``, the 50th percentile of the returns 3, 8, 8, 1, 5, 8, 2, 6, and
     ``my_elite``, the indices (counted from 0) of the episodes at or above it."""
     returns = np.array(ELITE_RETURNS)
     mask, boundary = select_elite(returns, ELITE_PERCENTILE)
-    b = _number(my_boundary, "my_boundary")
+    b = number(my_boundary, "my_boundary")
     if abs(b - boundary) > 1e-9:
         position = ELITE_PERCENTILE / 100 * (len(returns) - 1)
         raise WrongAnswer(f"my_boundary is {b:g}, not the {ELITE_PERCENTILE:g}th percentile. Sort the "
@@ -84,7 +75,7 @@ def discounted_scores(score_6: Any, score_10: Any) -> str:
         rewards[-1] = 1.0
         right = discounted_return(rewards, SCORE_GAMMA)
         expected[name] = right
-        mine = _number(value, name)
+        mine = number(value, name)
         if np.isclose(mine, right, rtol=1e-6, atol=0.0):
             continue
         if np.isclose(mine, SCORE_GAMMA * right, rtol=1e-6, atol=0.0):
@@ -123,7 +114,7 @@ def top_k(top_k_elite: Any, percentile_for_top_k: Any) -> str:
                               f"{sorted(returns[mask].astype(int).tolist())[:8]} (at most 8 shown), not the "
                               f"{k} largest. np.argsort sorts in increasing order: the largest come last.")
     for seed, (n, k) in enumerate(TOP_K_CASES):
-        p = _number(attempted(percentile_for_top_k(n, k)), f"percentile_for_top_k({n}, {k})")
+        p = number(attempted(percentile_for_top_k(n, k)), f"percentile_for_top_k({n}, {k})")
         if not 0.0 <= p <= 100.0:
             raise WrongAnswer(f"percentile_for_top_k({n}, {k}) is {p:g}; a percentile lies in [0, 100]")
         returns = _permuted_returns(n, seed)
@@ -145,7 +136,7 @@ def drowned_batches(drowned: Any, naive: Any) -> str:
     bounds = np.array([h["reward_bound"] for h in naive.history])
     means = np.array([h["reward_mean"] for h in naive.history])
     expected = float(np.mean((bounds == 0) & (means > 0)))
-    value = _number(drowned, "drowned")
+    value = number(drowned, "drowned")
     if abs(value - expected) <= 1e-9:
         return (f"in {expected:.0%} of the naive run's {len(bounds)} batches the filter threw a success "
                 f"in with the failures.")

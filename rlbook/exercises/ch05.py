@@ -14,7 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlbook.exercises import WrongAnswer, exercise
+from rlbook.exercises import WrongAnswer, exercise, number
 from rlbook.mdp import FiniteMDP, policy_evaluation, success_probability, value_iteration
 from rlbook.tabular import ModelBasedAgent
 from rlbook.train import Trainer
@@ -32,15 +32,6 @@ COUNTS_ENVS = 16
 
 #: How close a computed answer must be to the check's own computation.
 TOLERANCE = 1e-6
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise WrongAnswer(f"{name} should be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{name} should be a number, got {value!r}") from None
 
 
 def _lake(gamma: float, **kwargs: Any) -> tuple[FiniteMDP, np.ndarray]:
@@ -67,7 +58,7 @@ def hand_made_policy(my_policy: Any, my_rate: Any) -> str:
     if policy.dtype.kind not in "iuf" or np.any(actions != policy) or np.any((actions < 0) | (actions > 3)):
         raise WrongAnswer(f"my_policy is {policy.tolist()}; each entry should be an action: 0 left, 1 down, "
                           f"2 right or 3 up")
-    rate = _number(my_rate, "my_rate")
+    rate = number(my_rate, "my_rate")
     exact = success_probability(mdp, actions, goal, horizon=HORIZON)
     optimum = success_probability(mdp, value_iteration(mdp, tol=1e-10).policy, goal, horizon=HORIZON)
     if abs(rate - exact) <= TOLERANCE:
@@ -107,14 +98,14 @@ def non_slippery_lake(rate_ice: Any, path_length: Any) -> str:
     mdp, goal = _lake(0.9, is_slippery=False)
     policy = value_iteration(mdp, tol=1e-10).policy
     rate = success_probability(mdp, policy, goal, horizon=HORIZON)
-    mine = _number(rate_ice, "rate_ice")
+    mine = number(rate_ice, "rate_ice")
     if abs(mine - rate) > TOLERANCE:
         raise WrongAnswer(f"rate_ice is {mine:.4g}. On ice without slipping every move goes where it is "
                           f"meant to go: solve the MDP of gym.make('FrozenLake-v1', is_slippery=False) "
                           f"with value iteration and compute the success probability of its greedy policy "
                           f"within {HORIZON} steps with rlbook.mdp.success_probability.")
     steps = _shortest_path(mdp, goal)
-    length = _number(path_length, "path_length")
+    length = number(path_length, "path_length")
     if length == steps:
         return (f"the optimal policy always arrives (probability {rate:.2f}), in {steps} moves from the "
                 f"start to the goal.")
@@ -166,7 +157,7 @@ def more_counts(err_small: Any, err_big: Any) -> str:
     found = count_errors()
     small, big = COUNTS_STEPS
     for name, value, steps in (("err_small", err_small, small), ("err_big", err_big, big)):
-        mine = _number(value, name)
+        mine = number(value, name)
         if abs(mine - found["errors"][steps]) <= TOLERANCE:
             continue
         if abs(mine - found["mean"][steps]) <= TOLERANCE:
