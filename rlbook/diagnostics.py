@@ -3,6 +3,8 @@
 * :class:`HeldOutQ` -- the mean of ``max_a Q(s, a)`` over a fixed set of held-out states, every few thousand
   steps: the network's own estimate of how much return those states hold. Overestimation shows as this curve
   running above the true value; :func:`greedy_discounted_returns` measures that true value for CartPole.
+* :class:`CartPoleGreedyValue` -- the true discounted return of the greedy policy from those states
+  (CartPole), the value :class:`HeldOutQ` estimates.
 * :class:`NoisySNR` -- the signal-to-noise ratio of each noisy layer (noisy networks) over training.
 * :class:`PriorityStats` -- the spread of prioritized replay's priorities and of the importance weights of a
   sampled batch over training.
@@ -17,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from rlbook.config import check_int
+from rlbook.config import check_float, check_int
 from rlbook.train import Plugin
 
 
@@ -63,6 +65,31 @@ class HeldOutQ(_Every):
         with _greedy(trainer.agent):
             q = trainer.agent.q_values(self.states)
         self.values.append(float(q.max(dim=1).values.mean()))
+        return True
+
+
+class CartPoleGreedyValue(_Every):
+    """The true discounted return of the agent's greedy policy from each of a fixed set of CartPole ``states``
+    (:func:`greedy_discounted_returns`), averaged, every ``every_steps`` steps: the curve :class:`HeldOutQ`
+    should follow. The mean over the states it records is what the network's mean ``max_a Q`` estimates, so the
+    gap between the two is the overestimation.
+
+    Attributes:
+        steps, values: when it was measured and the mean true return.
+    """
+
+    def __init__(self, states: np.ndarray, gamma: float, every_steps: int = 10_000, horizon: int = 1_000):
+        super().__init__(every_steps)
+        self.states = np.asarray(states)
+        if self.states.ndim != 2 or self.states.shape[1:] != (4,) or len(self.states) == 0:
+            raise ValueError(f"states must be a non-empty (n, 4) batch of CartPole states, got {self.states.shape}")
+        self.gamma = check_float("gamma", gamma, 0.0, 1.0)
+        self.horizon = check_int("horizon", horizon, 1)
+        self.values: list[float] = []
+
+    def record(self, trainer) -> bool:
+        returns = greedy_discounted_returns(trainer.agent, self.states, self.gamma, self.horizon)
+        self.values.append(float(returns.mean()))
         return True
 
 
@@ -155,22 +182,32 @@ def greedy_discounted_returns(agent, states: np.ndarray, gamma: float, horizon: 
     """The true discounted return of the agent's greedy policy from each CartPole state in ``states``
     (``(n, 4)``), by playing it out: ``sum_t gamma**t r_t`` until the pole falls or ``horizon`` steps pass
     (``gamma ** horizon`` is negligible for the book's discounts). CartPole's time limit is not applied: the
-    values the network learns bootstrap through it, as truncation should."""
-    env = gym.make("CartPole-v1").unwrapped
-    out = np.zeros(len(states))
-    for i, s in enumerate(np.asarray(states, np.float64)):
-        env.reset(seed=0)
-        env.state = s.copy()
-        obs, total, discount = np.asarray(s, np.float32), 0.0, 1.0
-        for _ in range(horizon):
-            obs, reward, terminated, _, _ = env.step(int(agent.act(obs, explore=False)))
-            total += discount * reward
-            discount *= gamma
-            if terminated:
-                break
-        out[i] = total
+    values the network learns bootstrap through it, as truncation should.
+
+    All the states are played at once, in Gymnasium's NumPy-vectorised CartPole (one batched forward pass per
+    step); a row stops counting once its pole has fallen."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    states = np.asarray(states, np.float64)
+    if states.ndim != 2 or states.shape[1] != 4 or len(states) == 0:
+        raise ValueError(f"states must be a non-empty (n, 4) batch of CartPole states, got shape {states.shape}")
+    horizon = check_int("horizon", horizon, 1)
+    env = CartPoleVectorEnv(num_envs=len(states), max_episode_steps=horizon + 1)
+    env.reset(seed=0)
+    env.state = states.T.copy()  # the vector env keeps its state as (4, n)
+    alive = np.ones(len(states), bool)
+    total, discount = np.zeros(len(states)), 1.0
+    for _ in range(horizon):
+        actions = np.asarray(agent.act_batch(env.state.T.astype(np.float32), explore=False))
+        _, reward, terminated, _, _ = env.step(actions)
+        total += discount * reward * alive
+        discount *= gamma
+        alive &= ~terminated
+        if not alive.any():
+            break
     env.close()
-    return out
+    return total
 
 
-__all__ = ["HeldOutQ", "NoisySNR", "PriorityStats", "cartpole_states", "greedy_discounted_returns"]
+__all__ = ["CartPoleGreedyValue", "HeldOutQ", "NoisySNR", "PriorityStats", "cartpole_states",
+           "greedy_discounted_returns"]

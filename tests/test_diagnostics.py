@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from rlbook.agents import DQNAgent, DQNConfig, PolicyAgent
-from rlbook.diagnostics import HeldOutQ, NoisySNR, PriorityStats, cartpole_states, greedy_discounted_returns
+from rlbook.diagnostics import (
+    CartPoleGreedyValue,
+    HeldOutQ,
+    NoisySNR,
+    PriorityStats,
+    cartpole_states,
+    greedy_discounted_returns,
+)
 from rlbook.envs.counting import ChainEnv
 from rlbook.train import Trainer
 
@@ -66,3 +73,22 @@ def test_greedy_discounted_return_of_a_cartpole_policy_by_hand():
             if terminated:
                 break
         assert value == pytest.approx(sum(0.9**t for t in range(steps)))
+
+
+def test_cartpole_greedy_value_plugin_records_the_played_out_return():
+    states = cartpole_states(4, seed=1)
+    env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="vector_entry_point")
+    agent = DQNAgent(env.single_observation_space, env.single_action_space,
+                     DQNConfig.cartpole(device="cpu", seed=0, learning_starts=100, train_freq=50, gradient_steps=5))
+    value = CartPoleGreedyValue(states, gamma=0.95, every_steps=100)
+    Trainer(agent, env, total_steps=250, plugins=[value], seed=0).run()
+    assert [s // 100 for s in value.steps] == [0, 1, 2]  # the first step at or after each multiple
+    expected = greedy_discounted_returns(agent, states, 0.95).mean()  # the last one, with the final weights
+    value_now = CartPoleGreedyValue(states, gamma=0.95, every_steps=10**6)
+    Trainer(agent, env, total_steps=1, plugins=[value_now], seed=1).run()
+    assert value_now.values[0] == pytest.approx(expected)
+    assert all(0 < v <= 1 / (1 - 0.95) for v in value.values)
+    with pytest.raises(ValueError, match="CartPole states"):
+        CartPoleGreedyValue(np.zeros((3, 2)), gamma=0.9)
+    with pytest.raises(ValueError, match="gamma"):
+        CartPoleGreedyValue(states, gamma=1.5)
