@@ -8,7 +8,9 @@ Writes ``results/06_dqn/<results-name>.json``::
 
 Settings: ``DQNConfig.pong()`` (the old book's: replay 10k, learning after 10k steps, Adam 1e-4, target
 sync every 1,000 gradient steps, epsilon 1.0 -> 0.02 over 100k steps, one gradient step per environment
-step); command-line options override single fields (``--train-freq 4`` is the usual CPU speed-up).
+step), or ``DQNConfig.rainbow()`` with ``--preset rainbow`` (chapter 7); command-line options override single
+fields (``--train-freq 4`` is the usual CPU speed-up; chapter 7's switches: ``--n-step 2``, ``--double true``,
+``--noisy true``, ``--prioritized true``, ``--dueling true``, ``--categorical true``).
 Environment: ``rlbook.envs.atari.make_atari("Pong", num_envs, vectorized="ale")`` -- ale-py's C++ vector
 env with the DQN preprocessing. Scores are real game scores (21 points to win), read by the
 ``GameScores`` plugin; the trainer's own episodes end at every lost life (none in Pong).
@@ -137,12 +139,19 @@ def _optional_float(text: str) -> float | None:
 #: DQNConfig fields that the command line can override, with their parsers.
 OVERRIDES = {"train_freq": int, "gradient_steps": int, "buffer_size": int, "learning_starts": int,
              "epsilon_decay_steps": int, "target_update_interval": int, "lr": float, "epsilon_end": float,
-             "batch_size": int, "n_step": int, "double": _bool, "loss": str, "max_grad_norm": _optional_float}
+             "batch_size": int, "n_step": int, "double": _bool, "loss": str, "max_grad_norm": _optional_float,
+             "dueling": _bool, "noisy": _bool, "prioritized": _bool, "categorical": _bool, "epsilon_start": float}
+#: ``--preset``: the DQNConfig constructor the overrides apply to.
+PRESETS = {"pong": DQNConfig.pong, "rainbow": DQNConfig.rainbow}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="pong",
+                   help="DQNConfig.pong() (chapter 6) or DQNConfig.rainbow() (chapter 7); overrides apply on top")
+    p.add_argument("--results-folder", default="06_dqn", help="folder under results/ (chapter 7: 07_dqn_ext)")
+    p.add_argument("--metric-prefix", default="dqn_pong", help="metric names start with this (chapter 7: the variant)")
     p.add_argument("--total-steps", type=int, default=2_000_000, help="budget in agent steps (x4 frames)")
     p.add_argument("--max-minutes", type=float, default=math.inf, help="stop training after this wall time")
     p.add_argument("--seed", type=int, default=0)
@@ -169,7 +178,7 @@ def main(argv=None) -> Path:
         torch.set_num_threads(args.threads)
     name = args.results_name or ("dqn_pong" if device.type == "cuda" else "dqn_pong_cpu")
     overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
-    config = DQNConfig.pong(device=str(device), seed=args.seed, **overrides)
+    config = PRESETS[args.preset](device=str(device), seed=args.seed, **overrides)
 
     seed_everything(args.seed)
     env = make_atari("Pong", args.num_envs, vectorized="ale", num_threads=args.env_threads)
@@ -189,21 +198,23 @@ def main(argv=None) -> Path:
     phase_seconds = {k: round(v, 2) for k, v in timer.seconds.items()}
     phase_seconds["other"] = round(elapsed - sum(timer.seconds.values()), 2)
     solved = scores.solved_at_step is not None
+    pre = args.metric_prefix
     last = scores.scores[-args.window:]
     metrics = {
-        "dqn_pong_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="steps"),
-        "dqn_pong_frames_to_solve": summarize(
+        f"{pre}_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="steps"),
+        f"{pre}_frames_to_solve": summarize(
             [None if not solved else FRAME_SKIP * scores.solved_at_step], budget=FRAME_SKIP * trainer.step,
             unit="frames"),
-        "dqn_pong_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
-        "dqn_pong_steps_per_second": summarize([trainer.step / elapsed], unit="steps/s"),
-        "dqn_pong_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
-        "dqn_pong_final_mean_score": summarize([float(np.mean(last)) if last else None],
+        f"{pre}_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
+        f"{pre}_steps_per_second": summarize([trainer.step / elapsed], unit="steps/s"),
+        f"{pre}_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
+        f"{pre}_final_mean_score": summarize([float(np.mean(last)) if last else None],
                                                unit=f"mean score of the last {len(last)} games"),
     }
     path = write_results(
-        f"06_dqn/{name}", metrics, seeds=[args.seed],
-        settings={"config": config.to_dict(), "num_envs": args.num_envs, "total_steps": args.total_steps,
+        f"{args.results_folder}/{name}", metrics, seeds=[args.seed],
+        settings={"preset": args.preset, "overrides": overrides, "config": config.to_dict(),
+                  "num_envs": args.num_envs, "total_steps": args.total_steps,
                   "max_minutes": None if math.isinf(args.max_minutes) else args.max_minutes,
                   "threshold": args.threshold, "window": args.window, "frame_skip": FRAME_SKIP,
                   "torch_threads": torch.get_num_threads(), "device": str(device), "env": "make_atari('Pong', "

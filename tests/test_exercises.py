@@ -163,6 +163,40 @@ _ARM = gym.spaces.Dict({"position": gym.spaces.Box(-1.0, 1.0, shape=(2,)), "grip
 
 #: At least one wrong answer for every exercise (a test fails for an exercise that has none).
 #: Names not given here take the solution's value.
+def _project(probs, reward, discount, support, clip=True, split_on_points=False):
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (len(support) - 1)
+    atoms = reward[:, None] + discount[:, None] * support[None, :]
+    b = ((atoms.clamp(v_min, v_max) if clip else atoms) - v_min) / delta
+    b = b.clamp(0, len(support) - 1)
+    low, high = b.floor().long(), b.ceil().long()
+    out = torch.zeros_like(probs)
+    out.scatter_add_(1, low, probs * ((high - b) if split_on_points else (1 - (b - low))))
+    out.scatter_add_(1, high, probs * (b - low))
+    return out
+
+
+def _projection_without_clipping(probs, reward, discount, support):
+    # atoms beyond the support go to the end points with the wrong weights
+    v_min, v_max = support[0], support[-1]
+    delta = (v_max - v_min) / (len(support) - 1)
+    b = (reward[:, None] + discount[:, None] * support[None, :] - v_min) / delta
+    low = b.floor().long().clamp(0, len(support) - 1)
+    high = b.ceil().long().clamp(0, len(support) - 1)
+    out = torch.zeros_like(probs)
+    out.scatter_add_(1, low, probs * (high - b).clamp(0, 1))
+    out.scatter_add_(1, high, probs * (b - low).clamp(0, 1))
+    return out
+
+
+def _projection_splitting_on_points(probs, reward, discount, support):
+    return _project(probs, reward, discount, support, split_on_points=True)  # loses atoms that land on points
+
+
+def _projection_ignoring_terminal(probs, reward, discount, support):
+    return _project(probs, reward, torch.where(discount == 0, torch.full_like(discount, 0.9), discount), support)
+
+
 WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
     "ch01.values_by_hand": [{"V_hand": [1.0, 0.5]}, {"V_hand": [1.69]}, {"V_hand": [1.692, 0.5]}],
     "ch01.fire_threshold": [{"gamma_flip": 0.95}, {"gamma_flip": 0.93}, {"gamma_flip": "about 0.95"}],
@@ -217,6 +251,27 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
     "ch06.one_frame": [{"single_frame_shape": (1, 1, 84, 84)}, {"single_frame_shape": (84, 84)},
                        {"single_frame_shape": (4, 84, 84)}, {"single_frame_shape": "84x84"},
                        {"velocity_visible": True}, {"velocity_visible": "no"}],
+    "ch07.double_target": [
+        {"my_double_targets": lambda r, o, t, d, g: r + g * (~d).float() * t.max(dim=1).values},
+        {"my_double_targets": lambda r, o, t, d, g: r + g * (~d).float() * o.max(dim=1).values},
+        {"my_double_targets": lambda r, o, t, d, g: r + g * (~d).float() * o.gather(
+            1, t.argmax(dim=1, keepdim=True)).squeeze(1)},
+        {"my_double_targets": lambda r, o, t, d, g: r + g * t.gather(1, o.argmax(dim=1, keepdim=True)).squeeze(1)},
+        {"my_double_targets": lambda r, o, t, d, g: r + g * (~d).float() * t.gather(1, o.argmax(dim=1, keepdim=True))},
+        {"my_double_targets": lambda r, o, t, d, g: [0.0] * len(r)}],
+    "ch07.importance_weights": [
+        {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** -b},
+        {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** b / ((len(p) * p[d] / p.sum()) ** b).max()},
+        {"my_weights": lambda p, d, b: p[d] ** -b / (p[d] ** -b).max()},
+        {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** -b / ((len(p) * p / p.sum()) ** -b).max()},
+        {"my_weights": lambda p, d, b: np.ones(len(p))},
+        {"my_weights": lambda p, d, b: "uniform"}],
+    "ch07.own_projection": [
+        {"my_projection": lambda probs, r, g, z: probs},
+        {"my_projection": _projection_without_clipping},
+        {"my_projection": _projection_splitting_on_points},
+        {"my_projection": _projection_ignoring_terminal},
+        {"my_projection": lambda probs, r, g, z: probs[:, :-1]}],
 }
 
 
