@@ -30,13 +30,17 @@ class MLP(nn.Module):
         out_dim: size of the output (the number of actions for a Q-network).
         hidden: sizes of the hidden layers; ``()`` gives a linear model.
         activation: the activation class put after every hidden layer.
+        linear: the layer factory (``nn.Linear``, or a ``NoisyLinear`` partial for noisy networks).
+        input_linear: the factory of the first layer, the one that reads the observation (default: ``linear``;
+            noisy Q-networks keep it a plain ``nn.Linear``).
 
     ``forward`` takes ``(n, in_dim)`` (any floating or integer dtype; integers are converted to float32)
     and returns ``(n, out_dim)`` float32.
     """
 
     def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (128, 128),
-                 activation: type[nn.Module] = nn.ReLU, linear: Callable[[int, int], nn.Module] = nn.Linear):
+                 activation: type[nn.Module] = nn.ReLU, linear: Callable[[int, int], nn.Module] = nn.Linear,
+                 input_linear: Callable[[int, int], nn.Module] | None = None):
         super().__init__()
         in_dim = check_int("in_dim", in_dim, 1)
         out_dim = check_int("out_dim", out_dim, 1)
@@ -45,8 +49,9 @@ class MLP(nn.Module):
         self.out_dim = out_dim
         layers: list[nn.Module] = []
         size = in_dim
-        for h in hidden:
-            layers += [linear(size, h), activation()]
+        for i, h in enumerate(hidden):
+            layer = input_linear if i == 0 and input_linear is not None else linear
+            layers += [layer(size, h), activation()]
             size = h
         #: Hidden layers (empty for a linear model); ``features_dim`` is their output size.
         self.torso = nn.Sequential(*layers)

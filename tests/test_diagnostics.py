@@ -46,7 +46,7 @@ def test_noisy_snr_and_priority_stats():
     snr, stats = NoisySNR(every_steps=100), PriorityStats(every_steps=100, batch_size=32)
     Trainer(agent, env, total_steps=300, plugins=[snr, stats], seed=0).run()
     assert snr.steps == [0, 100, 200, 300]
-    assert set(snr.values[0]) == {"torso.0", "head"} and all(v > 0 for v in snr.values[-1].values())
+    assert set(snr.values[0]) == {"head"} and all(v > 0 for v in snr.values[-1].values())
     assert stats.steps == [100, 200, 300]  # nothing to measure before the buffer holds rows
     assert all(len(q) == 5 and q == sorted(q) for q in stats.priority_quantiles)
     assert all(0 < w[0] <= w[-1] <= 1.0 for w in stats.weight_quantiles)

@@ -76,9 +76,11 @@ def test_noisy_agents_explore_by_noise_and_evaluate_without_it():
     greedy = agent.act(obs, explore=False)
     np.testing.assert_array_equal(greedy, agent.act(obs, explore=False))  # no noise: the same every time
     with torch.no_grad():
-        means = [m for m in agent.q_net.modules() if isinstance(m, NoisyLinear)]
-        h = torch.relu(torch.nn.functional.linear(torch.as_tensor(obs), means[0].weight_mu, means[0].bias_mu))
-        mean_q = torch.nn.functional.linear(h, means[1].weight_mu, means[1].bias_mu)
+        first, head = agent.q_net.torso[0], agent.q_net.head
+        # the layer that reads the observation is plain; the head is noisy and uses its means here
+        assert not isinstance(first, NoisyLinear) and isinstance(head, NoisyLinear)
+        h = torch.relu(first(torch.as_tensor(obs)))
+        mean_q = torch.nn.functional.linear(h, head.weight_mu, head.bias_mu)
     np.testing.assert_array_equal(greedy, mean_q.argmax(1).numpy())
     explored = agent.act(obs, explore=True)
     assert 0.05 < np.mean(explored != greedy) < 0.95  # large noise changes many, not all, of the choices

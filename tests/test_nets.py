@@ -195,6 +195,9 @@ def test_networks_take_noisy_layers_everywhere_after_the_convolutions():
     noisy = functools.partial(NoisyLinear, factorized=True)
     mlp = MLP(4, 2, hidden=(16, 8), linear=noisy)
     assert [name for name, _ in noisy_layers(mlp)] == ["torso.0", "torso.2", "head"]
+    plain_input = MLP(4, 2, hidden=(16, 8), linear=noisy, input_linear=torch.nn.Linear)  # as DQN builds it
+    assert [name for name, _ in noisy_layers(plain_input)] == ["torso.2", "head"]
+    assert type(plain_input.torso[0]) is torch.nn.Linear
     cnn = NatureCNN(4, 6, linear=noisy)
     cnn.head = QHead(512, 6, dueling=True, linear=noisy)
     assert [name for name, _ in noisy_layers(cnn)] == ["torso.7", "head.value", "head.advantage"]

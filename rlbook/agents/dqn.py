@@ -93,8 +93,9 @@ class DQNConfig(AgentConfig):
     dueling: bool = False
     """Dueling head: the Q-values are a state value plus advantages centred on their mean over actions."""
     noisy: bool = False
-    """Noisy networks: every fully connected layer carries learned noise, and the agent explores by that noise
-    instead of by random actions (the epsilon settings are then unused)."""
+    """Noisy networks: the fully connected layers carry learned noise, and the agent explores by that noise
+    instead of by random actions (the epsilon settings are then unused). The layer that reads the observation
+    stays plain: the Nature CNN's convolutions, and, in the same spirit, the first layer of an MLP."""
     noisy_factorized: bool = True
     """Factorized Gaussian noise (``True``, sigma0 0.4 by default) or independent noise per weight (``False``,
     sigma0 0.017)."""
@@ -207,9 +208,10 @@ def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_acti
     """The Q-network for ``config``: observations ``(n, *obs_shape)`` to Q-values ``(n, n_actions)``, or to logits
     ``(n, n_actions, atoms)`` of the return distribution when ``config.categorical``.
 
-    ``config.network`` picks the torso (an MLP or the Nature CNN); ``noisy`` makes every fully connected layer
-    a :class:`~rlbook.nets.NoisyLinear` drawing from ``generator``; ``dueling`` and ``categorical`` replace the
-    plain linear head by a :class:`~rlbook.nets.QHead`. Raises ``TypeError`` when the network cannot take these
+    ``config.network`` picks the torso (an MLP or the Nature CNN); ``noisy`` makes the fully connected layers
+    :class:`~rlbook.nets.NoisyLinear` layers drawing from ``generator``, except the MLP's first, which reads the
+    observation (as the Nature CNN's convolutions do, it stays plain); ``dueling`` and ``categorical`` replace
+    the plain linear head by a :class:`~rlbook.nets.QHead`. Raises ``TypeError`` when the network cannot take these
     observations (an MLP needs flat vectors, the Nature CNN ``(channels, 84, 84)``-like frame stacks)."""
     shape = observation_space.shape
     linear = nn.Linear
@@ -220,7 +222,7 @@ def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_acti
         if len(shape) != 1:
             raise TypeError(f"network='mlp' needs flat (1-D) Box observations, got shape {shape}; "
                             "use network='nature_cnn' for stacked frames (channels, height, width)")
-        net = MLP(shape[0], n_actions, hidden=config.hidden, linear=linear)
+        net = MLP(shape[0], n_actions, hidden=config.hidden, linear=linear, input_linear=nn.Linear)
     elif config.network == "nature_cnn":
         if len(shape) != 3 or shape[1] != shape[2] or shape[1] < 36:
             raise TypeError(f"network='nature_cnn' needs square frame stacks (channels, size, size) with "
