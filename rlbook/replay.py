@@ -159,11 +159,14 @@ class ReplayBuffer:
             env_ids: ``(k,)`` environment of each row; default ``0..k-1`` (one row per environment).
             steps: ``(k,)`` rewards folded per row, 1..``n_step``; default 1.
         """
-        obs = np.asarray(obs)
+        # In the buffer's dtype from here on: the check that a row continues its env's stream compares it with
+        # the stored next observation, and float64 input would never equal its float32 copy.
+        obs = np.asarray(obs, dtype=self.obs_dtype)
+        next_obs = np.asarray(next_obs, dtype=self.obs_dtype)
         k = len(obs)
         if k == 0:
             return
-        if obs.shape != (k, *self.obs_shape) or np.shape(next_obs) != obs.shape:
+        if obs.shape != (k, *self.obs_shape) or next_obs.shape != obs.shape:
             raise ValueError(f"obs and next_obs must have shape (k, {self.obs_shape}), got {obs.shape} and "
                              f"{np.shape(next_obs)}")
         env_ids = np.arange(k) if env_ids is None else np.asarray(env_ids, dtype=np.int64)

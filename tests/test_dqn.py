@@ -290,3 +290,53 @@ def test_gradient_clipping_is_applied_only_when_configured(monkeypatch):
             agent.gradient_step(batch)
         assert calls == expected
         assert any(not torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters()))  # it stepped
+
+
+def test_prioritized_round_metrics_are_means_over_its_gradient_steps(monkeypatch):
+    # the prioritized branch draws each minibatch after the previous step; its metrics are still round means
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=5, train_freq=1, gradient_steps=2, batch_size=4,
+                                             prioritized=True))
+    losses = iter(np.arange(1.0, 1000.0))
+    q_values = iter(np.arange(10.0, 1000.0))
+
+    def fake_step(batch):
+        return torch.tensor(next(losses)), torch.full((4,), next(q_values)), torch.ones(4)
+
+    monkeypatch.setattr(agent, "gradient_step", fake_step)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(5, 2)).astype(np.float32)
+    for _ in range(2):
+        nxt = rng.normal(size=(5, 2)).astype(np.float32)
+        agent.observe(Transition(obs, np.zeros(5, np.int64), np.ones(5, np.float32), nxt, np.zeros(5, bool),
+                                 np.zeros(5, bool), np.arange(5)))
+        obs = nxt
+        metrics = agent.update()
+    assert metrics["loss"].item() == pytest.approx(np.mean(np.arange(3.0, 13.0)))
+    assert metrics["q_mean"].item() == pytest.approx(np.mean(np.arange(12.0, 22.0)))
+    assert 0.4 <= metrics["beta"] < 1.0
+
+
+def test_learning_starts_with_the_first_stored_row():
+    # learning_starts=1: the first stored row is enough for a gradient step ...
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=1, train_freq=1, batch_size=4))
+    obs, nxt = np.zeros((1, 2), np.float32), np.ones((1, 2), np.float32)
+    step = Transition(obs, np.zeros(1, np.int64), np.ones(1, np.float32), nxt, np.zeros(1, bool), np.zeros(1, bool),
+                      np.zeros(1, np.int64))
+    agent.observe(step)
+    assert agent.update() and agent.gradient_steps_done == 1
+    # ... and with 3-step returns no row is stored after one step: nothing to learn from yet, no error
+    nstep = DQNAgent(BOX2, TWO, small_config(learning_starts=1, train_freq=1, batch_size=4, n_step=3))
+    nstep.observe(step)
+    assert nstep.update() == {} and nstep.gradient_steps_done == 0
+
+
+def test_an_infinite_loss_is_reported_even_when_the_weights_stay_finite():
+    # An infinite reward makes the Huber loss infinite while its gradient (the sign of the error) stays finite,
+    # so the weights stay finite: only the loss record can tell.
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=1, train_freq=1, batch_size=4))
+    step = Transition(np.zeros((1, 2), np.float32), np.zeros(1, np.int64), np.array([np.inf], np.float32),
+                      np.ones((1, 2), np.float32), np.zeros(1, bool), np.zeros(1, bool), np.zeros(1, np.int64))
+    agent.observe(step)
+    agent.update()
+    assert all(torch.isfinite(p).all() for p in agent.q_net.parameters())
+    assert agent.nonfinite() == "the TD loss"

@@ -226,3 +226,51 @@ def test_each_extension_learns_the_chain(switches):
     q = agent.q_values(np.eye(5, dtype=np.float32)[:4]).numpy()
     assert np.all(q[:, 1] > q[:, 0])  # walking right is better everywhere
     assert q[3, 1] == pytest.approx(0.99, abs=0.1)  # one step from the goal: 1 - 0.01
+
+
+def test_categorical_double_target_matches_a_reference_on_random_logits():
+    # Random online and target logits, one row each: the online network's expected values (a softmax over the
+    # atoms, then the support) pick the action, the target network's distribution of it is projected.
+    rng = np.random.default_rng(4)
+    agent = DQNAgent(BOX, gym.spaces.Discrete(3), tiny(categorical=True, double=True))
+    support = agent.support.double().numpy()
+    online = torch.tensor(rng.normal(0, 3, (64, 3, 11)), dtype=torch.float32)
+    target = torch.tensor(rng.normal(0, 3, (64, 3, 11)), dtype=torch.float32)
+
+    class Rows(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x):
+            return self.logits
+
+    agent.q_net, agent.target_net = Rows(online), Rows(target)
+    reward = rng.normal(0, 0.5, 64)
+    batch = {"next_obs": torch.zeros(64, 5), "reward": torch.tensor(reward, dtype=torch.float32),
+             "discount": torch.full((64,), 0.9), "terminated": torch.tensor(rng.random(64) < 0.2)}
+
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    picked = (softmax(online.double().numpy()) @ support).argmax(axis=1)
+    probs = softmax(target.double().numpy())[np.arange(64), picked]
+    discount = 0.9 * ~batch["terminated"].numpy()
+    want = brute_force_projection(probs, reward.astype(np.float32).astype(np.float64), discount, support)
+    got = agent.compute_target_distribution(batch).double().numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # the atoms-then-support order matters: normalising over the actions instead picks other actions here
+    wrong = (softmax(np.swapaxes(online.double().numpy(), 1, 2)).swapaxes(1, 2) @ support).argmax(axis=1)
+    assert (wrong != picked).any()
+
+
+def test_projection_keeps_an_atom_at_v_max_when_the_division_rounds_past_the_last_index():
+    # On [0, 4.1] with 51 atoms in float32, (v_max - v_min) / delta is 50.0000038: its ceiling is 51, one past
+    # the last support point. Everything pushed to v_max must still land on index 50.
+    support = torch.linspace(0.0, 4.1, 51)
+    assert ((support[-1] - support[0]) / ((support[-1] - support[0]) / 50)).ceil() == 51
+    probs = torch.softmax(torch.randn(3, 51, generator=torch.Generator().manual_seed(0)), dim=1)
+    out = categorical_projection(probs, torch.tensor([10.0, 4.1, 0.0]), torch.tensor([0.0, 0.0, 1.0]), support)
+    assert out[0, 50] == pytest.approx(1.0) and out[1, 50] == pytest.approx(1.0)
+    torch.testing.assert_close(out[2], probs[2])  # the identity

@@ -203,3 +203,27 @@ def test_networks_take_noisy_layers_everywhere_after_the_convolutions():
     assert [name for name, _ in noisy_layers(cnn)] == ["torso.7", "head.value", "head.advantage"]
     frames = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)
     assert cnn(frames).shape == (2, 6)
+
+
+@pytest.mark.parametrize("factorized", [True, False])
+def test_noisy_forward_is_mean_plus_scale_times_the_drawn_noise(factorized):
+    # The same generator state gives the same noise: the training forward pass must be exactly
+    # (mu_W + sigma_W * eps_W) x + mu_b + sigma_b * eps_b with the eps that noise() draws.
+    gen = torch.Generator().manual_seed(3)
+    layer = NoisyLinear(5, 4, factorized=factorized, sigma0=0.5, generator=gen)
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(1))
+    state = gen.get_state()
+    eps_w, eps_b = layer.noise()
+    gen.set_state(state)
+    with torch.no_grad():
+        want = x @ (layer.weight_mu + layer.weight_sigma * eps_w).T + layer.bias_mu + layer.bias_sigma * eps_b
+        torch.testing.assert_close(layer(x), want)
+
+
+@pytest.mark.parametrize("factorized", [True, False])
+def test_noisy_means_start_spread_over_their_whole_interval(factorized):
+    layer = NoisyLinear(64, 64, factorized=factorized, generator=torch.Generator().manual_seed(0))
+    bound = 1 / 8 if factorized else (3 / 64) ** 0.5
+    for mu in (layer.weight_mu, layer.bias_mu):
+        assert mu.min() >= -bound and mu.max() <= bound
+        assert mu.min() < -bound / 2 and mu.max() > bound / 2  # both signs, not a constant

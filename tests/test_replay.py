@@ -497,3 +497,167 @@ def test_priority_updates_never_make_an_invalid_slot_drawable():
     assert len(invalid) >= 2  # final observations (and slots never written)
     buffer.update_priorities(invalid, np.full(len(invalid), 3.0))  # a stale or mistaken update
     assert_tree_matches_validity(buffer)
+
+
+# ---------------------------------------------------------------------- tests that kill surviving mutants
+def add_step(buffer, obs, next_obs, env_ids, done=None, steps=None):
+    """Add one row per entry of ``env_ids`` (obs/next_obs: (k, d))."""
+    k = len(env_ids)
+    done = np.zeros(k, bool) if done is None else np.asarray(done)
+    buffer.add(np.asarray(obs, np.float32), np.zeros(k, np.int64), np.ones(k, np.float32),
+               np.asarray(next_obs, np.float32), done, np.zeros(k, bool), np.asarray(env_ids), steps)
+
+
+def test_a_full_buffer_holds_exactly_its_capacity_when_it_does_not_divide_among_envs():
+    buffer = ReplayBuffer(7, (1,), num_envs=3)  # quotas 3, 2, 2
+    for t in range(20):
+        add_step(buffer, [[t], [t], [t]], [[t + 1]] * 3, [0, 1, 2])
+    assert len(buffer) == 7
+    rows = stored_rows(buffer)
+    assert Counter(rows.obs[:, 0].tolist()) == {19: 3, 18: 3, 17: 1}  # the newest rows, 3 + 2 + 2
+    assert len(ReplayBuffer(7, (1,))) == 0  # not allocated yet: empty
+    with pytest.raises(ValueError, match="num_envs"):
+        ReplayBuffer(7, (1,), num_envs=0)
+
+
+def test_rows_given_in_any_env_order_and_several_per_env_are_stored_exactly():
+    buffer = ReplayBuffer(40, (3,), num_envs=3)
+    obs = lambda e, t: [t, 10 * e, -t]  # noqa: E731 -- three numbers per observation
+    # one batch in decreasing env order, then one with two consecutive rows per env, interleaved
+    add_step(buffer, [obs(2, 0), obs(1, 0), obs(0, 0)], [obs(2, 1), obs(1, 1), obs(0, 1)], [2, 1, 0])
+    add_step(buffer, [obs(1, 1), obs(0, 1), obs(1, 2), obs(0, 2), obs(2, 1)],
+             [obs(1, 2), obs(0, 2), obs(1, 3), obs(0, 3), obs(2, 2)], [1, 0, 1, 0, 2])
+    add_step(buffer, [obs(0, 3), obs(1, 3), obs(2, 2)], [obs(0, 4), obs(1, 4), obs(2, 3)], [0, 1, 2])
+    rows = stored_rows(buffer)
+    got = sorted((tuple(o), tuple(n)) for o, n in zip(rows.obs.tolist(), rows.next_obs.tolist()))
+    want = sorted((tuple(map(float, obs(e, t))), tuple(map(float, obs(e, t + 1))))
+                  for e, last in ((0, 3), (1, 3), (2, 2)) for t in range(last + 1))
+    assert got == want
+
+
+def test_a_break_in_one_env_stream_starts_a_new_stream_there_only():
+    buffer = ReplayBuffer(40, (2,), num_envs=2)
+    add_step(buffer, [[0, 0], [0, 1]], [[1, 0], [1, 1]], [0, 1])
+    # env 1's next row does not start where its last ended (only the second number differs): a new run
+    add_step(buffer, [[1, 0], [1, 5]], [[2, 0], [2, 5]], [0, 1])
+    add_step(buffer, [[2, 0], [2, 5]], [[3, 0], [3, 5]], [0, 1])
+    rows = stored_rows(buffer)
+    pairs = sorted((tuple(o), tuple(n)) for o, n in zip(rows.obs.tolist(), rows.next_obs.tolist()))
+    assert pairs == sorted([((0., 0.), (1., 0.)), ((1., 0.), (2., 0.)), ((2., 0.), (3., 0.)),
+                            ((0., 1.), (1., 1.)), ((1., 5.), (2., 5.)), ((2., 5.), (3., 5.))])
+
+
+def test_a_terminal_multi_step_row_keeps_its_final_observation_after_the_next_episode_starts():
+    buffer = ReplayBuffer(20, (1,), num_envs=1, n_step=3)
+    add_step(buffer, [[0]], [[3]], [0], done=[True], steps=[3])  # a 3-step row that ends its episode at obs 3
+    for t in range(4):
+        add_step(buffer, [[10 + t]], [[11 + t]], [0])
+    rows = stored_rows(buffer)
+    first = rows.obs[:, 0] == 0
+    assert rows.next_obs[first, 0].tolist() == [3.0] and rows.steps[first].tolist() == [3]
+
+
+def test_uniform_sampling_reaches_every_row_when_envs_hold_different_numbers():
+    buffer = ReplayBuffer(60, (1,), num_envs=2)
+    add_step(buffer, [[0]], [[1]], [0])
+    for t in range(20):
+        add_step(buffer, [[100 + t]], [[101 + t]], [1])
+    draws = buffer.sample(21_000, np.random.default_rng(0)).obs[:, 0]
+    counts = Counter(draws.tolist())
+    assert set(counts) == {0.0, *[100.0 + t for t in range(20)]}
+    assert min(counts.values()) > 800 and max(counts.values()) < 1200  # 1,000 each
+
+
+def test_nstep_folder_checks_its_settings():
+    with pytest.raises(ValueError):
+        NStepFolder(0, 0.9)
+    with pytest.raises(ValueError):
+        NStepFolder(2, 1.5)
+
+
+def test_nstep_folder_flushes_only_the_env_whose_stream_broke():
+    folder = NStepFolder(3, 0.5, num_envs=2)
+
+    def step(obs, nxt):
+        return Transition(obs=np.array(obs, np.float32)[:, None], action=np.zeros(2, np.int64),
+                          reward=np.ones(2, np.float32), next_obs=np.array(nxt, np.float32)[:, None],
+                          terminated=np.zeros(2, bool), truncated=np.zeros(2, bool), env_ids=np.arange(2))
+
+    folder.fold(step([0, 0], [1, 1]))
+    rows = folder.fold(step([1, 7], [2, 8]))  # env 1 jumped from 1 to 7: its pending row is cut there
+    assert rows.env_ids.tolist() == [1] and rows.truncated.tolist() == [True]
+    assert rows.obs[:, 0].tolist() == [0.0] and rows.next_obs[:, 0].tolist() == [1.0]
+    rows = folder.fold(step([2, 8], [3, 9]))  # env 0: its first 3-step row is complete
+    assert rows.env_ids.tolist() == [0] and rows.obs[:, 0].tolist() == [0.0] and rows.steps.tolist() == [3]
+
+
+def test_prioritized_buffer_allocated_by_its_first_add():
+    buffer = PrioritizedReplayBuffer(10, (3,))
+    venv = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(4, tag=i) for i in range(2)])
+    fill_prioritized(buffer, NStepFolder(1, 0.9, num_envs=2), venv, 12)  # checks the tree after every add
+    assert buffer.num_envs == 2 and len(buffer) > 0
+
+
+def test_adding_rows_keeps_the_learned_priorities_of_the_rows_still_in_the_window():
+    buffer = PrioritizedReplayBuffer(30, (1,), num_envs=1)
+    for t in range(10):
+        add_step(buffer, [[t]], [[t + 1]], [0])
+    slots = np.flatnonzero(buffer._valid(np.arange(buffer.segment)))
+    buffer.update_priorities(slots, np.arange(1.0, len(slots) + 1))
+    before = buffer.tree[slots].copy()
+    add_step(buffer, [[10]], [[11]], [0])
+    buffer.add(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32),
+               np.zeros((0, 1), np.float32), np.zeros(0, bool), np.zeros(0, bool))  # an empty batch
+    np.testing.assert_array_equal(buffer.tree[slots], before)
+
+
+def test_prioritized_sampling_checks_beta_and_never_draws_past_the_total():
+    buffer = PrioritizedReplayBuffer(8, (1,), num_envs=1)
+    for t in range(5):
+        add_step(buffer, [[t]], [[t + 1]], [0])
+    slots = np.flatnonzero(buffer._valid(np.arange(buffer.segment)))
+    buffer.update_priorities(slots, np.full(len(slots), 1e-3))  # a total below 1
+    with pytest.raises(ValueError, match="beta"):
+        buffer.sample(4, np.random.default_rng(0), beta=1.5)
+
+    class Highest:  # a generator whose uniform draws are all the largest float below 1
+        def random(self, size):
+            return np.full(size, np.nextafter(1.0, 0.0))
+
+    drawn = buffer.sample_indices(4, Highest())
+    assert buffer._valid(drawn).all()
+
+
+def test_sum_tree_find_never_walks_into_an_empty_right_subtree_by_rounding():
+    # found by a search: with these priorities the running sums round so that a target just below the total
+    # passes the left sums on the way down; the walk must still end on item 5, not on a padding leaf
+    p = [0.0, 0.00042734912847357666, 0.0, 0.00022006384668592715, 0.0002608359366863775, 0.0008650342829258504]
+    tree = SumTree(6)
+    tree.update(np.arange(6), np.array(p))
+    assert tree.find(np.array([np.nextafter(tree.total, 0)])).tolist() == [5]
+
+
+def test_float64_observations_in_a_float32_buffer_still_form_one_stream():
+    # each row's next observation is the next row's observation, given as float64: one slot per row
+    buffer = ReplayBuffer(50, (2,), np.float32, num_envs=1)
+    rng = np.random.default_rng(0)
+    obs = rng.random((1, 2))
+    for _ in range(50):
+        nxt = rng.random((1, 2))
+        buffer.add(obs, np.zeros(1, np.int64), np.ones(1), nxt, np.zeros(1, bool), np.zeros(1, bool))
+        obs = nxt
+    assert len(buffer) == 50
+
+
+def test_a_full_nstep_buffer_holds_exactly_its_capacity():
+    buffer = ReplayBuffer(7, (1,), num_envs=1, n_step=3)
+    folder = NStepFolder(3, 0.9, num_envs=1)
+    for t in range(30):  # one long episode, folded into 3-step rows as the agent does
+        rows = folder.fold(one_step([t + 1], 0, 1.0, [t + 2]))
+        if len(rows):
+            buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                       rows.env_ids, rows.steps)
+    assert len(buffer) == 7
+    stored = stored_rows(buffer)
+    assert sorted(stored.obs[:, 0].tolist()) == list(range(22, 29))
+    np.testing.assert_array_equal(stored.next_obs[:, 0], stored.obs[:, 0] + 3)

@@ -293,3 +293,98 @@ def test_model_based_greedy_exploration_solves_frozenlake_8x8_where_random_play_
     # Why: greedy play walks down the right column to the goal; random play rarely gets there, even though
     # it played more steps.
     assert visits[0.3].min() > 40 and visits[1.0].max() < 25, visits
+
+
+# ---------------------------------------------------------------------------------------------- kill survivors
+def sequential_q(agent_kwargs, rows, q0):
+    """Q after applying ``rows`` (s, a, r, s2, terminated) one transition at a time."""
+    ref = QLearningAgent(gym.spaces.Discrete(3), gym.spaces.Discrete(2), **agent_kwargs)
+    ref.Q[:] = q0
+    for s, a, r, s2, term in rows:
+        ref.observe(batch([s], [a], [r], [s2], [term]))
+        ref.update()
+    return ref
+
+
+def test_qlearning_repeated_pairs_with_decaying_alpha_and_terminal_rows_match_one_at_a_time():
+    kwargs = dict(alpha=0.5, alpha_decay=0.25, gamma=0.9)
+    q0 = np.array([[1.0, -2.0], [0.5, 3.0], [-1.0, 2.0]])
+    rows = [(0, 1, 1.0, 1, False), (0, 1, 2.0, 2, True), (1, 0, -1.0, 0, False), (0, 1, 0.5, 1, False),
+            (2, 0, 3.0, 1, True)]
+    agent = QLearningAgent(gym.spaces.Discrete(3), gym.spaces.Discrete(2), **kwargs)
+    agent.Q[:] = q0
+    s, a, r, s2, term = (list(c) for c in zip(*rows))
+    agent.observe(batch(s, a, r, s2, term))
+    agent.update()
+    ref = sequential_q(kwargs, rows, q0)
+    np.testing.assert_allclose(agent.Q, ref.Q)
+    assert agent.num_updates == ref.num_updates == 5
+
+
+def test_qlearning_single_rows_count_updates_and_decay_alpha():
+    agent = QLearningAgent(gym.spaces.Discrete(2), gym.spaces.Discrete(1), alpha=0.5, alpha_decay=1.0, gamma=0.0)
+    for k in range(3):
+        agent.observe(batch([0], [0], [1.0], [1]))
+        metrics = agent.update()
+        assert agent.num_updates == k + 1 and metrics["alpha"] == pytest.approx(0.5 / (1 + k))
+    assert agent.update() == {}  # nothing pending
+
+
+def test_tabular_agents_map_shifted_spaces_in_both_directions():
+    # States 10..13 and actions 5..6: the table is indexed from 0, what the agents act and learn is shifted.
+    obs_space, act_space = gym.spaces.Discrete(4, start=10), gym.spaces.Discrete(2, start=5)
+    agent = QLearningAgent(obs_space, act_space, alpha=1.0, gamma=0.5, epsilon=0.0, seed=0)
+    agent.Q[:] = [[0.0, 1.0], [2.0, 0.0], [0.0, 0.0], [0.0, 4.0]]
+    assert agent.act(np.array([10])).tolist() == [6]  # single-env explore path (epsilon 0: greedy)
+    assert agent.act(np.array([10, 11]), explore=False).tolist() == [6, 5]
+    assert agent.act(np.array([10, 11])).tolist() == [6, 5]
+    random = QLearningAgent(obs_space, act_space, epsilon=1.0, seed=0)
+    assert set(random.act(np.full(200, 12)).tolist()) == {5, 6} and set(random.act(np.array([12]))) <= {5, 6}
+    agent.observe(batch([10], [6], [1.0], [13]))  # one row: Q[0, 1] <- 1 + 0.5 * max Q[3] = 3
+    agent.update()
+    assert agent.Q[0, 1] == pytest.approx(3.0)
+    for bad in (9, 14, 10.5):
+        with pytest.raises(ValueError):
+            agent.act(np.array([bad]))
+    model = ModelBasedAgent(obs_space, act_space, epsilon=0.0, seed=0)
+    model.Q[:] = [[0.0, 1.0], [2.0, 0.0], [0.0, 3.0], [5.0, 0.0]]
+    assert model.act(np.array([10, 11, 12, 13]), explore=False).tolist() == [6, 5, 6, 5]
+    assert model.act(np.array([10, 11, 12, 13])).tolist() == [6, 5, 6, 5]
+    assert set(ModelBasedAgent(obs_space, act_space, epsilon=1.0, seed=0).act(np.full(100, 11)).tolist()) == {5, 6}
+
+
+@pytest.mark.parametrize("state", [-1, 16, 3.7])
+def test_single_env_exploring_act_refuses_states_outside_the_space(state):
+    agent = QLearningAgent(gym.spaces.Discrete(16), gym.spaces.Discrete(4), epsilon=0.5, seed=0)
+    with pytest.raises(ValueError):
+        agent.act(np.array([state]))
+
+
+def test_single_env_exploring_act_takes_every_state_in_the_space():
+    agent = QLearningAgent(gym.spaces.Discrete(4), gym.spaces.Discrete(2), epsilon=0.5, seed=0)
+    for s in range(4):
+        assert agent.act(np.array([s]))[0] in (0, 1)
+
+
+def test_a_batch_with_a_forbidden_action_names_its_row():
+    mdp = three_state_mdp(0.9)
+    agent = QLearningAgent(gym.spaces.Discrete(3), gym.spaces.Discrete(3), action_mask=mdp.available)
+    agent.observe(batch([0, 1, 2], [0, 1, 1], [0.0, 0.0, 0.0], [1, 2, 0]))  # state 1 forbids action 1
+    with pytest.raises(ValueError, match="row 1 takes action 1 in state 1"):
+        agent.update()
+
+
+def test_epsilon_stays_at_its_start_without_decay_steps():
+    agent = QLearningAgent(gym.spaces.Discrete(2), gym.spaces.Discrete(2), epsilon=0.5, epsilon_end=0.1,
+                           epsilon_decay_steps=0)
+    assert agent.epsilon_at(0) == agent.epsilon_at(1000) == 0.5
+    decays = QLearningAgent(gym.spaces.Discrete(2), gym.spaces.Discrete(2), epsilon=0.5, epsilon_end=0.1,
+                            epsilon_decay_steps=1)
+    assert decays.epsilon_at(0) == 0.5 and decays.epsilon_at(1) == pytest.approx(0.1)
+
+
+def test_model_based_estimates_from_a_single_visit():
+    agent = ModelBasedAgent(gym.spaces.Discrete(3), gym.spaces.Discrete(2))
+    agent.observe(batch([0], [1], [2.0], [2]))
+    P_hat, r_hat = agent.model()
+    assert P_hat[0, 1, 2] == 1.0 and r_hat[0, 1] == 2.0 and P_hat[1].sum() == 0.0

@@ -626,3 +626,44 @@ def test_a_resetting_row_never_ends_an_episode_whatever_its_flags():
     trainer = Trainer(agent, env, total_steps=30, seed=0).run()
     assert trainer.episode_lengths and set(trainer.episode_lengths) <= {2, 3}
     assert trainer.episode_returns == [float(n) for n in trainer.episode_lengths]
+
+
+# ---------------------------------------------------------------------------- tests that kill surviving mutants
+def test_staggered_episodes_of_a_vector_env_are_each_recorded_once():
+    # episodes of 2 and 3 steps side by side: they end at different vector steps, and each is recorded once,
+    # with its own return and length, at the step count when it ended (autoreset rows excluded)
+    venv = gym.vector.SyncVectorEnv([lambda: FixedLengthEnv(2), lambda: FixedLengthEnv(3)])
+    agent = RandomAgent(venv.single_observation_space, venv.single_action_space)
+    trainer = Trainer(agent, venv, total_steps=14, seed=0).run()
+    assert trainer.step == 15  # the last vector step holds two real steps
+    # by hand: A ends at vector steps 2, 5, 8 and B at 3, 7; a row after an end is an autoreset (not counted)
+    assert list(zip(trainer.episode_end_steps, trainer.episode_lengths)) == [(4, 2), (5, 3), (8, 2), (11, 3),
+                                                                             (12, 2)]
+    assert trainer.episode_returns == [float(n) for n in trainer.episode_lengths]  # reward 1 per step
+
+
+def test_a_run_without_learning_counts_its_steps_and_stops_on_budget():
+    env = FixedLengthEnv(3)
+    trainer = Trainer(make_agent(env), env, total_steps=7, train=False).run()
+    assert trainer.step == 7 and trainer.episode_lengths == [3, 3]
+
+
+class _DivergesAt(RandomAgent):
+    """A random agent whose learning state 'becomes non-finite' once it has seen ``at`` steps."""
+
+    def __init__(self, space, actions, at):
+        super().__init__(space, actions)
+        self.at = at
+
+    def nonfinite(self):
+        return "the weights" if self.num_steps >= self.at else None
+
+
+@pytest.mark.parametrize(("at", "total", "last_good", "caught"),
+                         [(15, 100, 10, 20), (5, 100, 0, 10), (25, 27, 20, 27)])
+def test_divergence_is_caught_at_the_first_check_after_it(at, total, last_good, caught):
+    # checks every 10 steps and once at the end: a state that goes bad at step 15 is caught at step 20
+    env = FixedLengthEnv(50)
+    agent = _DivergesAt(env.observation_space, env.action_space, at)
+    with pytest.raises(Exception, match=rf"between step {last_good} .* and step {caught}\."):
+        Trainer(agent, env, total_steps=total, check_every=10).run()
