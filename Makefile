@@ -102,6 +102,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/tabular.py --seeds 10
 	$(BIN)/python bench/cem.py --seeds 10
 	$(BIN)/python bench/dqn_cartpole.py --seeds 10
+	$(BIN)/python bench/dqn_extensions.py --seeds 10
+	$(BIN)/python bench/dqn_extensions.py --diagnostics
 
 # Break the RL math on purpose, one small change at a time, and check that a test goes red (tools/mutants.py).
 # ONLY="replay dqn" restricts it to some targets.
