@@ -10,7 +10,7 @@ The switches follow the old text's Pong runs: 2-step returns for ``nstep`` (its 
 basic settings, and Rainbow as ``DQNConfig.rainbow()`` (3-step). Noisy networks turn epsilon off. C51 keeps
 the [-10, 10] support (Pong's clipped rewards). Each process gets ``--threads`` PyTorch threads and one
 emulator thread; the exit status is the number of runs that failed, and each run's output goes to
-``results/07_dqn_ext/logs/``.
+``_build/bench-logs/``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> int:
     p.add_argument("--log-every", type=int, default=10_000, help="steps between progress rows")
     p.add_argument("--results-suffix", default="", help="appended to each results name, e.g. _cpu_smoke")
     args = p.parse_args()
-    logs = ROOT / "results" / "07_dqn_ext" / "logs"
+    logs = ROOT / "_build" / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     procs = {}
     for variant in args.variants:

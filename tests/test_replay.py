@@ -661,3 +661,37 @@ def test_a_full_nstep_buffer_holds_exactly_its_capacity():
     stored = stored_rows(buffer)
     assert sorted(stored.obs[:, 0].tolist()) == list(range(22, 29))
     np.testing.assert_array_equal(stored.next_obs[:, 0], stored.obs[:, 0] + 3)
+
+
+def test_a_break_is_seen_even_when_another_env_has_no_pending_observation():
+    # env 1 starts only in the second batch (nothing pending at its head); env 0's stream breaks in that batch
+    buffer = ReplayBuffer(40, (1,), num_envs=2)
+    add_step(buffer, [[0]], [[1]], [0])
+    add_step(buffer, [[5], [100]], [[6], [101]], [0, 1])
+    rows = stored_rows(buffer)
+    pairs = sorted(zip(rows.obs[:, 0].tolist(), rows.next_obs[:, 0].tolist()))
+    assert pairs == [(0.0, 1.0), (5.0, 6.0), (100.0, 101.0)]
+
+
+def test_an_nstep_buffer_fills_up_to_its_capacity_row_by_row():
+    # a 3-step row leaves two slots for the rows after it: no position may be wasted, or the window of 7
+    # positions would hold fewer than 7 rows
+    buffer = ReplayBuffer(7, (1,), num_envs=1, n_step=3)
+    folder = NStepFolder(3, 0.9, num_envs=1)
+    added = 0
+    for t in range(12):
+        rows = folder.fold(one_step([t + 1], 0, 1.0, [t + 2]))
+        if len(rows):
+            buffer.add(rows.obs, rows.action, rows.reward, rows.next_obs, rows.terminated, rows.truncated,
+                       rows.env_ids, rows.steps)
+            added += len(rows)
+        assert len(buffer) == min(added, 7)
+
+
+def test_a_broken_stream_keeps_the_rows_before_it():
+    buffer = ReplayBuffer(6, (1,), num_envs=1)
+    for t in range(3):
+        add_step(buffer, [[t]], [[t + 1]], [0])
+    add_step(buffer, [[50]], [[51]], [0])  # a new run: the stream breaks, the three rows before stay
+    assert len(buffer) == 4
+    assert sorted(stored_rows(buffer).obs[:, 0].tolist()) == [0.0, 1.0, 2.0, 50.0]
