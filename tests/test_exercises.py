@@ -262,16 +262,15 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
     "ch07.importance_weights": [
         {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** -b},
         {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** b / ((len(p) * p[d] / p.sum()) ** b).max()},
-        {"my_weights": lambda p, d, b: p[d] ** -b / (p[d] ** -b).max()},
         {"my_weights": lambda p, d, b: (len(p) * p[d] / p.sum()) ** -b / ((len(p) * p / p.sum()) ** -b).max()},
         {"my_weights": lambda p, d, b: np.ones(len(p))},
         {"my_weights": lambda p, d, b: "uniform"}],
     "ch07.own_projection": [
-        {"my_projection": lambda probs, r, g, z: probs},
+        {"my_projection": lambda probs, reward, discount, support: probs},
         {"my_projection": _projection_without_clipping},
         {"my_projection": _projection_splitting_on_points},
         {"my_projection": _projection_ignoring_terminal},
-        {"my_projection": lambda probs, r, g, z: probs[:, :-1]}],
+        {"my_projection": lambda probs, reward, discount, support: probs[:, :-1]}],
 }
 
 

@@ -137,8 +137,6 @@ def importance_weights(my_weights: Any) -> str:
             "divide by the largest weight of the batch, so that no weight exceeds 1": raw,
             "the weight falls as the probability rises: (N * P(i)) ** -beta, with the minus sign":
                 (size * p[drawn]) ** beta / ((size * p[drawn]) ** beta).max(),
-            "P(i) is a probability: divide the priorities by their sum before multiplying by N":
-                priorities[drawn] ** -beta / (priorities[drawn] ** -beta).max(),
             "normalise by the largest weight of the drawn batch, not of every row in the buffer":
                 raw / ((size * p) ** -beta).max(),
         }
