@@ -1,0 +1,168 @@
+"""The stock-trading environment of chapter 8: the loader's errors, the synthetic generator, no look-ahead,
+and the reward and commission arithmetic by hand."""
+
+import warnings
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from rlbook.envs.stocks import PriceFileError, Prices, StocksEnv, load_prices, synthetic_prices, write_prices
+
+OLD = "<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>\n"
+COMMON = "Date,Open,High,Low,Close,Volume\n"
+
+
+def write(tmp_path, text, name="bars.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_both_formats_load_and_flat_bars_are_dropped_and_counted(tmp_path):
+    old = write(tmp_path, OLD + "20160104,100100,10,11,9,10.5,100\n20160104,100200,10.5,10.5,10.5,10.5,0\n"
+                                "20160104,100300,10.5,12,10,11,50\n", "old.csv")
+    prices = load_prices(old)
+    assert len(prices) == 2 and prices.dropped_flat == 1
+    np.testing.assert_allclose(prices.close, [10.5, 11])
+    assert prices.timestamps == ["20160104 100100", "20160104 100300"]
+    np.testing.assert_allclose(prices.relative()[0], [0.1, -0.1, 0.05])  # (high, low, close) vs open 10
+    common = write(tmp_path, COMMON + "2020-01-02,10,11,9,10.5,100\n2020-01-03,10.5,12,10,11,50\n", "c.csv")
+    assert len(load_prices(common)) == 2
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ("", "line 1: the file is empty"),
+    ("Day,Price\n1,2\n", "line 1: unknown header"),
+    (OLD, "line 2: no bars after the header"),
+    (OLD + "20160104,100100,10,11,9\n", "line 2, column <CLOSE>: missing"),
+    (OLD + "20160104,100100,10,eleven,9,10,1\n", "line 2, column <HIGH>: 'eleven' is not a number"),
+    (OLD + "20160104,100100,10,9,11,10,1\n", "line 2, column <LOW>: low 11 is above high 9"),
+    (OLD + "20160104,100100,10,11,9,12,1\n", "line 2, column <CLOSE>: close 12 lies outside"),
+    (OLD + "20160104,100100,10,11,9,10,1\n20160104,100100,10,11,9,10,1\n", "line 3, column <TIME>: timestamp"),
+    (OLD + "20160104,100200,10,11,9,10,1\n20160104,100100,10,11,9,10,1\n", "does not come after"),
+    (OLD + "2016014,100100,10,11,9,10,1\n", "column <DATE>: '2016014' is not a date"),
+    (OLD + "20160104,100100,-1,11,-2,10,1\n", "column <OPEN>: price -1 is not positive"),
+    (OLD + "20160104,100100,10,10,10,10,1\n", "every bar is flat"),
+    (COMMON + "2020-01-02,10,11,9,nan,1\n", "column Close: 'nan' is not a finite number"),
+])
+def test_malformed_files_name_the_file_line_and_column(tmp_path, body, words):
+    path = write(tmp_path, body)
+    with pytest.raises(PriceFileError, match=words) as info:
+        load_prices(path)
+    assert str(path) in str(info.value)
+
+
+def test_synthetic_prices_round_trip_through_the_file_format(tmp_path):
+    prices = synthetic_prices(500, seed=3, signal=0.2, flat_fraction=0.05)
+    assert np.all(prices.low <= np.minimum(prices.open, prices.close))
+    assert np.all(prices.high >= np.maximum(prices.open, prices.close))
+    flat = int(np.sum((prices.open == prices.high) & (prices.low == prices.close) & (prices.open == prices.close)))
+    assert flat > 0
+    back = load_prices(write_prices(prices, tmp_path / "s.csv"))
+    assert len(back) == 500 - flat and back.dropped_flat == flat
+    keep = ~((prices.open == prices.high) & (prices.open == prices.low) & (prices.open == prices.close))
+    np.testing.assert_array_equal(back.close, prices.close[keep])
+    # the same seed gives the same prices; the signal changes them
+    np.testing.assert_array_equal(synthetic_prices(500, seed=3, signal=0.2).close, synthetic_prices(
+        500, seed=3, signal=0.2).close)
+    assert not np.array_equal(synthetic_prices(500, seed=3).close, prices.close)
+
+
+def test_mean_reversion_is_planted_only_when_asked():
+    def lag1(prices):
+        r = np.diff(np.log(prices.close))
+        return np.corrcoef(r[:-1], r[1:])[0, 1]
+
+    assert lag1(synthetic_prices(20_000, seed=1, signal=0.3, flat_fraction=0.0)) < -0.05
+    assert abs(lag1(synthetic_prices(20_000, seed=1, signal=0.0, flat_fraction=0.0))) < 0.03
+
+
+def test_the_environment_passes_the_gymnasium_checker():
+    for layout in ("flat", "conv"):
+        env = StocksEnv(synthetic_prices(300, seed=0), bars=10, layout=layout)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_env(env, skip_render_check=True)
+        obs, _ = env.reset(seed=0)
+        assert obs.shape == ((32,) if layout == "flat" else (5, 10))
+
+
+def hand_prices(closes):
+    closes = np.asarray(closes, float)
+    opens = np.r_[closes[0], closes[:-1]]
+    return Prices(opens, np.maximum(opens, closes) + 1, np.minimum(opens, closes) - 1, closes,
+                  np.ones(len(closes)))
+
+
+def test_rewards_and_commission_by_hand():
+    # closes 100, 102, 101, 105, 104 with a window of 1: the episode starts at bar 0
+    env = StocksEnv(hand_prices([100, 102, 101, 105, 104]), bars=1, commission=0.1, random_offset=False)
+    env.reset(seed=0)
+    _, r, term, trunc, _ = env.step(StocksEnv.SKIP)  # flat: nothing
+    assert (r, term, trunc) == (0.0, False, False)
+    _, r, *_ = env.step(StocksEnv.CLOSE)  # close while flat: nothing
+    assert r == 0.0
+    obs, r, *_ = env.step(StocksEnv.BUY)  # buy at 101 (bar 2), pay 0.1 %; bar 3 closes at 105
+    assert r == pytest.approx(-0.1 + 100 * (105 - 101) / 101)
+    assert obs[-2] == 1.0 and obs[-1] == pytest.approx(100 * (105 - 101) / 101)
+    _, r, term, trunc, _ = env.step(StocksEnv.BUY)  # buy while long: nothing but the bar's change
+    assert r == pytest.approx(100 * (104 - 105) / 105) and (term, trunc) == (False, True)  # the data ends
+    # reward only on close: the whole trade at once, both commissions
+    env = StocksEnv(hand_prices([100, 102, 101, 105, 104]), bars=1, reward_on_close=True, random_offset=False)
+    env.reset(seed=0)
+    _, r, *_ = env.step(StocksEnv.BUY)  # buy at 100
+    assert r == pytest.approx(-0.1)
+    _, r, *_ = env.step(StocksEnv.SKIP)
+    assert r == 0.0
+    obs, r, term, trunc, _ = env.step(StocksEnv.CLOSE)  # sell at 101
+    assert r == pytest.approx(-0.1 + 1.0) and term and not trunc
+    assert obs[-2] == 0.0 and obs[-1] == 0.0
+
+
+def test_no_look_ahead_changing_any_future_bar_leaves_every_observation_unchanged():
+    base = synthetic_prices(80, seed=5)
+    rng = np.random.default_rng(0)
+    for layout in ("flat", "conv"):
+        for _ in range(30):
+            actions = rng.integers(3, size=60)
+            t_cut = int(rng.integers(12, 70))  # bars after t_cut are replaced
+            changed = base.slice(0, len(base))
+            later = slice(t_cut + 1, None)
+            k = len(base) - t_cut - 1
+            scale = rng.uniform(0.5, 2.0, k)  # new price levels, and new shapes of the bars
+            for a in ("open", "high", "low", "close"):
+                getattr(changed, a)[later] *= scale
+            changed.high[later] *= 1 + rng.uniform(0.01, 0.1, k)
+            changed.close[later] = changed.low[later] + rng.uniform(0, 1, k) * (changed.high[later]
+                                                                                - changed.low[later])
+            runs = []
+            for prices in (base, changed):
+                env = StocksEnv(prices, bars=10, random_offset=False, layout=layout, reset_on_close=False)
+                obs, info = env.reset(seed=0)
+                seen = [(info["bar"], obs)]
+                for a in actions:
+                    obs, _, term, trunc, info = env.step(int(a))
+                    seen.append((info["bar"], obs))
+                    if term or trunc:
+                        break
+                runs.append(seen)
+            for (bar, a), (_, b) in zip(*runs):
+                if bar <= t_cut:
+                    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_settings_are_refused():
+    prices = synthetic_prices(20, seed=0)
+    with pytest.raises(ValueError, match="needs at least"):
+        StocksEnv(prices, bars=20)
+    with pytest.raises(ValueError, match="layout"):
+        StocksEnv(prices, layout="image")
+    with pytest.raises(TypeError, match="Prices"):
+        StocksEnv(prices.close)
+    with pytest.raises(ValueError, match="commission"):
+        StocksEnv(prices, commission=-1)
+    env = StocksEnv(prices)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(3)
