@@ -83,7 +83,7 @@ def test_the_environment_passes_the_gymnasium_checker():
         env = StocksEnv(synthetic_prices(300, seed=0), bars=10, layout=layout)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            check_env(env, skip_render_check=True)
+            check_env(env, skip_render_check=True)  # render: its own test below
         obs, _ = env.reset(seed=0)
         assert obs.shape == ((32,) if layout == "flat" else (5, 10))
 
@@ -166,3 +166,21 @@ def test_bad_settings_are_refused():
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
         env.step(3)
+
+
+def test_trades_are_recorded_and_rendered():
+    env = StocksEnv(hand_prices([100, 102, 101, 105, 104, 103]), bars=1, random_offset=False,
+                    reset_on_close=False, render_mode="rgb_array")
+    env.reset(seed=0)
+    for action in (StocksEnv.BUY, StocksEnv.SKIP, StocksEnv.CLOSE, StocksEnv.BUY):
+        env.step(action)
+    assert env.trades == [(0, 2), (3, None)]
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    green = (image[:, :, 1] > 100) & (image[:, :, 0] < 100) & (image[:, :, 2] < 100)
+    red = (image[:, :, 0] > 150) & (image[:, :, 1] < 100) & (image[:, :, 2] < 100)
+    assert green.sum() > 20 and red.sum() > 20  # two buys and one close drawn
+    env.reset(seed=0)
+    assert env.trades == []
+    with pytest.raises(ValueError, match="render_mode"):
+        StocksEnv(hand_prices([1, 2, 3]), bars=1, render_mode="human")

@@ -240,13 +240,17 @@ class StocksEnv(gym.Env):
         commission: percent of the price paid on each side of a trade (0.1 = 0.1 %).
         reset_on_close, reward_on_close, random_offset: see above.
         layout: ``"flat"`` or ``"conv"``.
+        render_mode: ``None`` or ``"rgb_array"`` (:meth:`render` draws the closes with the trades).
+
+    ``trades`` lists the current episode's trades as ``(buy bar, close bar)`` (``None`` while still open).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     SKIP, BUY, CLOSE = 0, 1, 2
 
     def __init__(self, prices: Prices, bars: int = 10, commission: float = 0.1, reset_on_close: bool = True,
-                 reward_on_close: bool = False, random_offset: bool = True, layout: str = "flat"):
+                 reward_on_close: bool = False, random_offset: bool = True, layout: str = "flat",
+                 render_mode: str | None = None):
         if not isinstance(prices, Prices):
             raise TypeError(f"prices must be a rlbook.envs.stocks.Prices, got {type(prices).__name__}")
         self.bars = check_int("bars", bars, 1)
@@ -260,6 +264,9 @@ class StocksEnv(gym.Env):
         if layout not in ("flat", "conv"):
             raise ValueError(f"layout must be 'flat' or 'conv', got {layout!r}")
         self.layout = layout
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
         self._relative = prices.relative().astype(np.float32)
         shape = (3 * self.bars + 2,) if layout == "flat" else (5, self.bars)
         # relative prices are above -1 and the profit of a long position is above -100 %: finite bounds
@@ -268,6 +275,9 @@ class StocksEnv(gym.Env):
         self._t = self.bars - 1
         self._long = False
         self._buy_price = 0.0
+        self._start = self._t
+        #: The trades of the current episode: ``(buy bar, close bar or None while open)``.
+        self.trades: list[tuple[int, int | None]] = []
 
     # ------------------------------------------------------------------ the API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -276,6 +286,8 @@ class StocksEnv(gym.Env):
         self._t = int(self.np_random.integers(first, last + 1)) if self.random_offset else first
         self._long = False
         self._buy_price = 0.0
+        self._start = self._t
+        self.trades = []
         return self._observation(), {"bar": self._t}
 
     def step(self, action):
@@ -286,18 +298,43 @@ class StocksEnv(gym.Env):
         reward, terminated = 0.0, False
         if action == self.BUY and not self._long:
             self._long, self._buy_price = True, float(close[self._t])
+            self.trades.append((self._t, None))
             reward -= self.commission
         elif action == self.CLOSE and self._long:
             reward -= self.commission
             if self.reward_on_close:
                 reward += 100.0 * (close[self._t] - self._buy_price) / self._buy_price
             self._long, self._buy_price = False, 0.0
+            self.trades[-1] = (self.trades[-1][0], self._t)
             terminated = self.reset_on_close
         self._t += 1
         if self._long and not self.reward_on_close:
             reward += 100.0 * (close[self._t] - close[self._t - 1]) / close[self._t - 1]
         truncated = not terminated and self._t >= len(self.prices) - 1
         return self._observation(), float(reward), terminated, truncated, {"bar": self._t}
+
+    def render(self):
+        """The closes of the episode so far with its trades (``render_mode="rgb_array"``): an ``(H, W, 3)``
+        uint8 image, buys as green triangles up, closes as red triangles down."""
+        if self.render_mode is None:
+            gym.logger.warn("render() needs render_mode='rgb_array' (StocksEnv(..., render_mode='rgb_array'))")
+            return None
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 3), dpi=80)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        bars = np.arange(max(0, self._start - self.bars + 1), self._t + 1)
+        ax.plot(bars, self.prices.close[bars], color="0.3", linewidth=1)
+        for buy, sell in self.trades:
+            ax.plot(buy, self.prices.close[buy], "^", color="tab:green", markersize=8)
+            if sell is not None:
+                ax.plot(sell, self.prices.close[sell], "v", color="tab:red", markersize=8)
+        ax.set(xlabel="bar", ylabel="close")
+        fig.tight_layout()
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
     # ------------------------------------------------------------------ the observation
     def _observation(self) -> np.ndarray:
