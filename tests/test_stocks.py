@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from rlbook.envs.stocks import PriceFileError, Prices, StocksEnv, load_prices, synthetic_prices, write_prices
+from rlbook.envs.stocks import (
+    PriceFileError,
+    Prices,
+    StocksEnv,
+    always_flat,
+    backtest,
+    buy_and_hold,
+    load_prices,
+    random_trader,
+    synthetic_prices,
+    write_prices,
+)
 
 OLD = "<DATE>,<TIME>,<OPEN>,<HIGH>,<LOW>,<CLOSE>,<VOL>\n"
 COMMON = "Date,Open,High,Low,Close,Volume\n"
@@ -184,3 +195,30 @@ def test_trades_are_recorded_and_rendered():
     assert env.trades == []
     with pytest.raises(ValueError, match="render_mode"):
         StocksEnv(hand_prices([1, 2, 3]), bars=1, render_mode="human")
+
+
+def test_backtest_by_hand_and_the_baselines():
+    prices = hand_prices([100, 102, 101, 105, 104, 103])
+    hold = backtest(prices, buy_and_hold, bars=1, commission=0.1)
+    # buy at 100, hold to 103, close there: 3 % of price moves (per bar, additive) minus two commissions
+    moves = 100 * np.diff([100, 102, 101, 105, 104, 103]) / np.array([100, 102, 101, 105, 104])
+    assert hold.total == pytest.approx(moves.sum() - 0.2)
+    assert hold.trades == [(0, 5)] and hold.trade_profits.tolist() == pytest.approx([hold.total])
+    flat = backtest(prices, always_flat, bars=1)
+    assert flat.total == 0.0 and flat.trades == [] and flat.max_drawdown == 0.0
+    # the equity peaks after bar 3 (105) and ends at 103 less the closing commission
+    assert hold.max_drawdown == pytest.approx(-(moves[3] + moves[4]) + 0.1)
+    # a scripted trade: buy at bar 1 (102), close at bar 3 (105)
+    script = iter([StocksEnv.SKIP, StocksEnv.BUY, StocksEnv.SKIP, StocksEnv.CLOSE, StocksEnv.SKIP])
+    one = backtest(prices, lambda obs: next(script), bars=1, commission=0.1)
+    assert one.trades == [(1, 3)]
+    assert one.trade_profits[0] == pytest.approx(moves[1] + moves[2] - 0.2) == pytest.approx(one.total)
+
+
+def test_random_trading_loses_two_commissions_per_round_trip_on_a_random_walk():
+    # the old text: random trading loses about 0.2 % per round trip with 0.1 % per side; on a walk with no
+    # drift the price moves average out and the commissions remain
+    prices = synthetic_prices(60_000, seed=2, signal=0.0, volatility=0.002, flat_fraction=0.0)
+    result = backtest(prices, random_trader(seed=0), bars=10, commission=0.1)
+    assert len(result.trades) > 9_000  # one round trip every 6 bars or so
+    assert np.mean(result.trade_profits) == pytest.approx(-0.2, abs=0.03)

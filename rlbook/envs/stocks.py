@@ -348,5 +348,83 @@ class StocksEnv(gym.Env):
         return np.concatenate([window.T, extra]).astype(np.float32)
 
 
-__all__ = ["COMMON_HEADER", "OLD_HEADER", "PriceFileError", "Prices", "StocksEnv", "load_prices",
-           "synthetic_prices", "write_prices"]
+@dataclass
+class Backtest:
+    """What a policy did over one stretch of prices, traded from its first full window to its last bar.
+
+    Attributes:
+        rewards: the reward of every step (percent; :class:`StocksEnv`'s per-bar rewards with commission).
+        trades: ``(buy bar, close bar)`` of every trade; a position still open at the end is closed at the
+            last bar, paying the commission (so buy-and-hold pays both sides too).
+        trade_profits: each trade's profit in percent, both commissions included (the sum of its rewards).
+    """
+
+    rewards: np.ndarray
+    trades: list[tuple[int, int]]
+    trade_profits: np.ndarray
+
+    @property
+    def total(self) -> float:
+        """The summed reward: percent gained (or lost) over the stretch, in simple (additive) percent."""
+        return float(self.rewards.sum())
+
+    @property
+    def max_drawdown(self) -> float:
+        """The largest fall of the cumulative reward from its running peak (percent points, >= 0)."""
+        equity = np.concatenate([[0.0], np.cumsum(self.rewards)])
+        return float(np.max(np.maximum.accumulate(equity) - equity))
+
+    def __repr__(self) -> str:
+        mean = float(self.trade_profits.mean()) if len(self.trade_profits) else float("nan")
+        return (f"Backtest(total={self.total:.2f} %, trades={len(self.trades)}, profit_per_trade={mean:.3f} %, "
+                f"max_drawdown={self.max_drawdown:.2f} %)")
+
+
+def backtest(prices: Prices, policy, bars: int = 10, commission: float = 0.1, layout: str = "flat") -> Backtest:
+    """Trade ``prices`` once from the first full window to the end with ``policy`` (a function from one
+    observation to an action, or an rlbook agent, which then acts greedily) and report what happened.
+
+    The environment runs without resets on close and with per-bar rewards, so the summed reward is the
+    return of the whole stretch; a position open at the end is closed at the last bar."""
+    from rlbook.agents.base import Agent
+
+    env = StocksEnv(prices, bars=bars, commission=commission, reset_on_close=False, reward_on_close=False,
+                    random_offset=False, layout=layout)
+    act = (lambda obs: int(policy.act(obs, explore=False))) if isinstance(policy, Agent) else policy
+    obs, _ = env.reset(seed=0)
+    rewards = []
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(act(obs))
+        rewards.append(reward)
+        if terminated or truncated:
+            break
+    trades = list(env.trades)
+    if trades and trades[-1][1] is None:  # liquidate at the last bar
+        rewards[-1] -= commission
+        trades[-1] = (trades[-1][0], env._t)
+    rewards = np.asarray(rewards)
+    first = env.bars - 1
+    # step k acts at bar first + k: a trade's rewards run from its buy step to its close step (inclusive); a
+    # position liquidated at the end closes at bar first + len(rewards), after the last step
+    profits = np.array([rewards[b - first:c - first + 1].sum() for b, c in trades])
+    return Backtest(rewards, trades, profits)
+
+
+def buy_and_hold(obs) -> int:
+    """Baseline policy: buy at the first bar and hold (:func:`backtest` closes at the end)."""
+    return StocksEnv.BUY
+
+
+def always_flat(obs) -> int:
+    """Baseline policy: never trade."""
+    return StocksEnv.SKIP
+
+
+def random_trader(seed: int = 0):
+    """Baseline policy: a uniformly random action at every bar (seeded)."""
+    rng = np.random.default_rng(seed)
+    return lambda obs: int(rng.integers(3))
+
+
+__all__ = ["COMMON_HEADER", "OLD_HEADER", "Backtest", "PriceFileError", "Prices", "StocksEnv", "always_flat",
+           "backtest", "buy_and_hold", "load_prices", "random_trader", "synthetic_prices", "write_prices"]
