@@ -365,7 +365,7 @@ class Backtest:
 
     @property
     def total(self) -> float:
-        """The summed reward: percent gained (or lost) over the stretch, in simple (additive) percent."""
+        """The summed reward, the percent gained (or lost) over the stretch, in simple (additive) percent."""
         return float(self.rewards.sum())
 
     @property
