@@ -70,11 +70,16 @@ def config(variant: str, seed: int | None = None) -> DQNConfig:
     return DQNConfig.cartpole(device="cpu", seed=seed, **VARIANTS[variant])
 
 
+def greedy_rule(seed: int, stop: bool) -> GreedySolve:
+    """Chapter 6's greedy solve rule for run ``seed`` (its evaluation seeds apart from the training seeds)."""
+    return GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
+                       seed=eval_seed(seed), stop=stop)
+
+
 def run_variant(variant: str, seed: int, budget: int, envs: int) -> dict:
     env = cartpole_vec(envs)
     agent = DQNAgent(env.single_observation_space, env.single_action_space, config(variant, seed))
-    greedy = GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
-                         seed=eval_seed(seed), stop=True)
+    greedy = greedy_rule(seed, stop=True)
     trainer = Trainer(agent, env, total_steps=budget, plugins=[greedy], seed=seed).run()
     return {"seed": seed, "greedy_steps": greedy.solved_at_step, "greedy_seconds": greedy.solved_at_seconds,
             "confirm_mean": greedy.confirm_mean, "steps_run": trainer.step, "seconds_run": trainer.elapsed,
@@ -143,8 +148,7 @@ def diagnose(seeds: list[int], budget: int, envs: int, every: int) -> None:
         for seed in seeds:
             env = cartpole_vec(envs)
             agent = DQNAgent(env.single_observation_space, env.single_action_space, config(variant, seed))
-            plugins = [GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
-                                   seed=eval_seed(seed), stop=False)]
+            plugins = [greedy_rule(seed, stop=False)]
             if variant in ("dqn", "double"):
                 plugins += [HeldOutQ(states, every_steps=every),
                             CartPoleGreedyValue(states, gamma=agent.config.gamma, every_steps=every)]

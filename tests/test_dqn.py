@@ -251,14 +251,9 @@ def test_epsilon_greedy_mixes_random_and_greedy_actions_at_the_right_rate():
     assert np.mean(actions == greedy) == pytest.approx(0.625, abs=0.03)
 
 
-def test_several_rounds_in_one_vector_step_and_metrics_are_round_means(monkeypatch):
-    # 5 environments, a round every env step: each vector step owes 5 rounds of 2 gradient steps.
-    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=5, train_freq=1, gradient_steps=2, batch_size=4))
-    losses = iter(np.arange(1.0, 1000.0))
-
-    def fake_step(batch):
-        return torch.tensor(next(losses)), torch.full((4,), 2.0), torch.zeros(4)
-
+def two_vector_steps_of_five_envs(monkeypatch, agent, fake_step):
+    """Feed ``agent`` two vector steps of 5 environments with ``fake_step`` in place of its gradient step and
+    return the metrics of the second update."""
     monkeypatch.setattr(agent, "gradient_step", fake_step)
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(5, 2)).astype(np.float32)
@@ -268,6 +263,18 @@ def test_several_rounds_in_one_vector_step_and_metrics_are_round_means(monkeypat
                                  np.zeros(5, bool), np.arange(5)))
         obs = nxt
         metrics = agent.update()
+    return metrics
+
+
+def test_several_rounds_in_one_vector_step_and_metrics_are_round_means(monkeypatch):
+    # 5 environments, a round every env step: each vector step owes 5 rounds of 2 gradient steps.
+    agent = DQNAgent(BOX2, TWO, small_config(learning_starts=5, train_freq=1, gradient_steps=2, batch_size=4))
+    losses = iter(np.arange(1.0, 1000.0))
+
+    def fake_step(batch):
+        return torch.tensor(next(losses)), torch.full((4,), 2.0), torch.zeros(4)
+
+    metrics = two_vector_steps_of_five_envs(monkeypatch, agent, fake_step)
     # first vector step (5 steps seen): the round due at step 5 (losses 1, 2); second (10 steps seen): the rounds
     # due at steps 6..10, 5 rounds x 2 = 10 gradient steps with losses 3..12
     assert metrics["loss"].item() == pytest.approx(np.mean(np.arange(3.0, 13.0)))
@@ -302,15 +309,7 @@ def test_prioritized_round_metrics_are_means_over_its_gradient_steps(monkeypatch
     def fake_step(batch):
         return torch.tensor(next(losses)), torch.full((4,), next(q_values)), torch.ones(4)
 
-    monkeypatch.setattr(agent, "gradient_step", fake_step)
-    rng = np.random.default_rng(0)
-    obs = rng.normal(size=(5, 2)).astype(np.float32)
-    for _ in range(2):
-        nxt = rng.normal(size=(5, 2)).astype(np.float32)
-        agent.observe(Transition(obs, np.zeros(5, np.int64), np.ones(5, np.float32), nxt, np.zeros(5, bool),
-                                 np.zeros(5, bool), np.arange(5)))
-        obs = nxt
-        metrics = agent.update()
+    metrics = two_vector_steps_of_five_envs(monkeypatch, agent, fake_step)
     assert metrics["loss"].item() == pytest.approx(np.mean(np.arange(3.0, 13.0)))
     assert metrics["q_mean"].item() == pytest.approx(np.mean(np.arange(12.0, 22.0)))
     assert 0.4 <= metrics["beta"] < 1.0
