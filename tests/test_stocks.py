@@ -222,3 +222,37 @@ def test_random_trading_loses_two_commissions_per_round_trip_on_a_random_walk():
     result = backtest(prices, random_trader(seed=0), bars=10, commission=0.1)
     assert len(result.trades) > 9_000  # one round trip every 6 bars or so
     assert np.mean(result.trade_profits) == pytest.approx(-0.2, abs=0.03)
+
+
+def test_random_starts_cover_every_bar_that_leaves_one_step():
+    env = StocksEnv(hand_prices([100, 101, 102, 103, 104, 105]), bars=2)  # windows end at bars 1..4
+    starts = {env.reset(seed=s)[1]["bar"] for s in range(200)}
+    assert starts == {1, 2, 3, 4}
+
+
+def test_reward_on_close_is_the_trade_profit_in_percent():
+    env = StocksEnv(hand_prices([100, 105, 110]), bars=1, reward_on_close=True, random_offset=False)
+    env.reset(seed=0)
+    env.step(StocksEnv.BUY)  # at 100
+    _, r, *_ = env.step(StocksEnv.CLOSE)  # at 105
+    assert r == pytest.approx(5.0 - 0.1)
+
+
+def test_backtest_liquidates_the_last_open_trade_on_the_last_step():
+    prices = hand_prices([100, 102, 101, 105, 104, 103])
+    script = iter([StocksEnv.BUY, StocksEnv.CLOSE, StocksEnv.BUY, StocksEnv.SKIP, StocksEnv.SKIP])
+    result = backtest(prices, lambda obs: next(script), bars=1, commission=0.1)
+    assert result.trades == [(0, 1), (2, 5)]
+    assert result.rewards[-1] == pytest.approx(100 * (103 - 104) / 104 - 0.1)  # the last bar pays the exit
+    np.testing.assert_allclose(result.trade_profits, [result.rewards[:2].sum(), result.rewards[2:].sum()])
+
+
+def test_backtest_lets_an_agent_act_greedily():
+    from rlbook.agents.dqn import DQNAgent
+
+    prices = synthetic_prices(200, seed=1)
+    env = StocksEnv(prices)
+    agent = DQNAgent(env.observation_space, env.action_space, hidden=(8,), device="cpu", seed=0)  # epsilon 1
+    greedy = backtest(prices, agent)
+    again = backtest(prices, lambda obs: int(agent.act(obs, explore=False)))
+    np.testing.assert_array_equal(greedy.rewards, again.rewards)
