@@ -4,6 +4,7 @@ and the pieces of chapter 7 that change them.
 Defined in chapter 6 (DQN). Each network here is a *torso* that makes features followed by a *head* that maps
 features to one value per action, so an extension swaps the head and keeps the torso:
 
+* :class:`Conv1dNet` -- one-dimensional convolutions over time for windows of bars (chapter 8's trader);
 * :class:`NoisyLinear` -- a linear layer whose weights carry learned Gaussian noise (noisy networks explore by
   noise instead of random actions); ``linear=`` puts it in every fully connected layer of a network;
 * :class:`QHead` -- the head: plain (one output per action) or dueling (a state value plus advantages
@@ -120,6 +121,66 @@ class NatureCNN(nn.Module):
             x = x.float().mul_(1.0 / 255.0)
         elif not torch.is_floating_point(x):
             raise TypeError(f"NatureCNN expects uint8 frames or floats in [0, 1], got dtype {x.dtype}")
+        return self.head(self.torso(x))
+
+
+class Conv1dNet(nn.Module):
+    """Convolutions along time for an observation of ``channels`` series over ``length`` steps (chapter 8: the
+    (high, low, close, position, profit) of the last bars), then fully connected layers and a linear head.
+
+    Each convolution has kernel ``kernel`` and ``padding=kernel // 2`` (the length is kept), then a ReLU; the
+    last one's ``channels[-1] * length`` features feed ``hidden`` fully connected layers. A pattern learned by a
+    kernel is recognised wherever it occurs in the window, which is the reason to prefer it to an MLP over a long
+    window: an MLP has to learn the same pattern at every position separately.
+
+    Args:
+        in_channels: series per observation (rows of the ``(channels, length)`` input).
+        length: time steps per observation.
+        n_actions: number of outputs.
+        channels: output channels of each convolution.
+        kernel: kernel size (odd).
+        hidden: sizes of the fully connected layers after the convolutions.
+        linear: the factory of the fully connected layers (``nn.Linear`` or a ``NoisyLinear`` partial).
+
+    ``forward`` takes ``(n, in_channels, length)`` floats and returns ``(n, n_actions)``.
+    """
+
+    def __init__(self, in_channels: int, length: int, n_actions: int, channels: Sequence[int] = (64, 64),
+                 kernel: int = 5, hidden: Sequence[int] = (128,),
+                 linear: Callable[[int, int], nn.Module] = nn.Linear):
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, 1)
+        self.length = check_int("length", length, 1)
+        n_actions = check_int("n_actions", n_actions, 1)
+        kernel = check_int("kernel", kernel, 1)
+        if kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (the padding keeps the length), got {kernel}")
+        channels = tuple(check_int(f"channels[{i}]", c, 1) for i, c in enumerate(channels))
+        if not channels:
+            raise ValueError("channels must name at least one convolution")
+        layers: list[nn.Module] = []
+        size = self.in_channels
+        for c in channels:
+            layers += [nn.Conv1d(size, c, kernel, padding=kernel // 2), nn.ReLU()]
+            size = c
+        layers.append(nn.Flatten())
+        size *= self.length
+        for i, h in enumerate(hidden):
+            layers += [linear(size, check_int(f"hidden[{i}]", h, 1)), nn.ReLU()]
+            size = h
+        #: Convolutions and hidden layers; ``features_dim`` is their output size.
+        self.torso = nn.Sequential(*layers)
+        self.features_dim = size
+        #: The output layer (a :class:`QHead` for dueling or categorical values).
+        self.head = linear(size, n_actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or tuple(x.shape[1:]) != (self.in_channels, self.length):
+            raise ValueError(f"Conv1dNet expects input of shape (n, {self.in_channels}, {self.length}), "
+                             f"got {tuple(x.shape)}")
+        dtype = next(self.parameters()).dtype
+        if x.dtype != dtype:
+            x = x.to(dtype)
         return self.head(self.torso(x))
 
 

@@ -12,6 +12,7 @@ from rlbook.agents.base import Transition
 from rlbook.agents.dqn import DQNAgent, DQNConfig, build_q_network, play
 from rlbook.envs.counting import ChainEnv
 from rlbook.evaluate import evaluate
+from rlbook.nets import QHead
 from rlbook.replay import ReplayBatch
 from rlbook.train import Checkpoint, Trainer
 
@@ -156,6 +157,24 @@ def test_nature_cnn_agent_acts_on_uint8_frames():
     frames = np.random.default_rng(0).integers(0, 255, size=(2, 4, 84, 84), dtype=np.uint8)
     assert agent.act_batch(frames, explore=False).shape == (2,)
     assert isinstance(build_q_network(agent.config, space, 6).head, nn.Linear)
+
+
+def test_conv1d_agent_acts_and_learns_on_stock_windows():
+    from rlbook.envs.stocks import StocksEnv, synthetic_prices
+    from rlbook.nets import Conv1dNet
+
+    env = StocksEnv(synthetic_prices(300, seed=0), bars=20, layout="conv")
+    cfg = small_config(network="conv1d", conv_channels=(4,), conv_kernel=3, hidden=(8,), dueling=True)
+    agent = DQNAgent(env.observation_space, env.action_space, cfg)
+    assert isinstance(agent.q_net, Conv1dNet) and isinstance(agent.q_net.head, QHead)
+    before = [p.detach().clone() for p in agent.q_net.parameters()]
+    agent.learn(env, total_steps=200, seed=0)
+    assert agent.gradient_steps_done > 0
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters()))
+    with pytest.raises(TypeError, match="conv1d"):
+        DQNAgent(BOX2, TWO, small_config(network="conv1d"))
+    with pytest.raises(ValueError, match="conv_kernel must be odd"):
+        small_config(conv_kernel=4)
 
 
 def trained_chain_agent(steps: int = 600, **overrides) -> tuple[DQNAgent, ChainEnv]:

@@ -197,6 +197,24 @@ def _projection_ignoring_terminal(probs, reward, discount, support):
     return _project(probs, reward, torch.where(discount == 0, torch.full_like(discount, 0.9), discount), support)
 
 
+def _trade_as_one_return(closes, commission):
+    """Wrong: the whole trade's return, spread as if per-bar percentages added up to it."""
+    whole = 100 * (closes[-1] - closes[0]) / closes[0] - 2 * commission
+    return [whole] + [0.0] * (len(closes) - 1)
+
+
+def _trade_without_commission(closes, commission):
+    return [100 * (closes[t + 1] - closes[t]) / closes[t] for t in range(len(closes) - 1)] + [0.0]
+
+
+def _trade_paid_on_the_last_change(closes, commission):
+    """Wrong: the closing step also earns a bar's change (there is none after the sale)."""
+    r = _trade_without_commission(closes, commission)
+    r[0] -= commission
+    r[-2] -= commission
+    return r
+
+
 WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
     "ch01.values_by_hand": [{"V_hand": [1.0, 0.5]}, {"V_hand": [1.69]}, {"V_hand": [1.692, 0.5]}],
     "ch01.fire_threshold": [{"gamma_flip": 0.95}, {"gamma_flip": 0.93}, {"gamma_flip": "about 0.95"}],
@@ -271,6 +289,18 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
         {"my_projection": _projection_splitting_on_points},
         {"my_projection": _projection_ignoring_terminal},
         {"my_projection": lambda probs, reward, discount, support: probs[:, :-1]}],
+    "ch08.trade_rewards": [
+        {"my_trade_rewards": _trade_as_one_return},
+        {"my_trade_rewards": _trade_without_commission},
+        {"my_trade_rewards": _trade_paid_on_the_last_change},
+        {"my_trade_rewards": lambda closes, commission: [0.0] * (len(closes) + 1)},
+        {"my_trade_rewards": lambda closes, commission: "profit"}],
+    "ch08.max_drawdown": [
+        {"my_max_drawdown": lambda r: float(np.max(np.maximum.accumulate(np.cumsum(r)) - np.cumsum(r)))},
+        {"my_max_drawdown": lambda r: -float(np.max(np.maximum.accumulate(np.r_[0, np.cumsum(r)])
+                                                   - np.r_[0, np.cumsum(r)]))},
+        {"my_max_drawdown": lambda r: float(np.max(np.r_[0, np.cumsum(r)]) - np.min(np.r_[0, np.cumsum(r)]))},
+        {"my_max_drawdown": lambda r: [1.0, 2.0]}],
 }
 
 

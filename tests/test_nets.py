@@ -227,3 +227,34 @@ def test_noisy_means_start_spread_over_their_whole_interval(factorized):
     for mu in (layer.weight_mu, layer.bias_mu):
         assert mu.min() >= -bound and mu.max() <= bound
         assert mu.min() < -bound / 2 and mu.max() > bound / 2  # both signs, not a constant
+
+
+def test_conv1d_net_shapes_padding_and_errors():
+    from rlbook.nets import Conv1dNet
+
+    net = Conv1dNet(5, 50, 3, channels=(8, 4), kernel=5, hidden=(16,))
+    assert net(torch.zeros(2, 5, 50)).shape == (2, 3)
+    assert net(torch.zeros(2, 5, 50, dtype=torch.float64)).dtype == torch.float32
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv1d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.padding) for m in convs] == [
+        (5, 8, (5,), (2,)), (8, 4, (5,), (2,))]
+    assert net.torso[-2].in_features == 4 * 50  # the padding keeps the length
+    assert net.features_dim == 16
+    with pytest.raises(ValueError, match=r"\(n, 5, 50\)"):
+        net(torch.zeros(2, 5, 49))
+    with pytest.raises(ValueError, match="odd"):
+        Conv1dNet(5, 50, 3, kernel=4)
+    with pytest.raises(ValueError, match="channels"):
+        Conv1dNet(5, 50, 3, channels=())
+
+
+def test_conv1d_net_sees_a_pattern_wherever_it_is_in_the_window():
+    """Shift-equivariance of the convolutions: a spike moved along the window moves the conv features with it."""
+    from rlbook.nets import Conv1dNet
+
+    torch.manual_seed(0)
+    net = Conv1dNet(1, 20, 2, channels=(3,), kernel=3, hidden=())
+    x = torch.zeros(2, 1, 20)
+    x[0, 0, 5], x[1, 0, 9] = 1.0, 1.0
+    features = net.torso[:-1](x)  # before the flatten
+    torch.testing.assert_close(features[0, :, 3:8], features[1, :, 7:12])

@@ -131,6 +131,24 @@ def test_rewards_and_commission_by_hand():
     assert obs[-2] == 0.0 and obs[-1] == 0.0
 
 
+def test_observations_by_hand_in_percent_oldest_bar_first():
+    prices = Prices([100, 102, 101], [104, 103, 106], [99, 100, 100], [102, 101, 105], [1, 1, 1])
+    env = StocksEnv(prices, bars=2, random_offset=False, commission=0.0)
+    obs, info = env.reset(seed=0)
+    assert info["bar"] == 1  # the first bar with a full window of 2
+    bar0 = [4.0, -1.0, 2.0]  # (104, 99, 102) vs open 100, in percent
+    bar1 = [100 * (103 - 102) / 102, 100 * (100 - 102) / 102, 100 * (101 - 102) / 102]
+    np.testing.assert_allclose(obs, [*bar0, *bar1, 0.0, 0.0], rtol=1e-6)
+    obs, *_ = env.step(StocksEnv.BUY)  # buy at 101; bar 2 closes at 105
+    bar2 = [100 * 5 / 101, 100 * -1 / 101, 100 * 4 / 101]
+    np.testing.assert_allclose(obs, [*bar1, *bar2, 1.0, 100 * 4 / 101], rtol=1e-6)
+    conv = StocksEnv(prices, bars=2, random_offset=False, layout="conv")
+    conv.reset(seed=0)
+    obs_c, *_ = conv.step(StocksEnv.BUY)
+    np.testing.assert_allclose(obs_c, [[bar1[0], bar2[0]], [bar1[1], bar2[1]], [bar1[2], bar2[2]], [1.0, 1.0],
+                                       [100 * 4 / 101] * 2], rtol=1e-6)
+
+
 def test_no_look_ahead_changing_any_future_bar_leaves_every_observation_unchanged():
     base = synthetic_prices(80, seed=5)
     rng = np.random.default_rng(0)
@@ -256,3 +274,28 @@ def test_backtest_lets_an_agent_act_greedily():
     greedy = backtest(prices, agent)
     again = backtest(prices, lambda obs: int(agent.act(obs, explore=False)))
     np.testing.assert_array_equal(greedy.rewards, again.rewards)
+
+
+def test_gzipped_files_load_and_a_broken_gzip_is_a_clear_error(tmp_path):
+    import gzip
+
+    path = tmp_path / "bars.csv.gz"
+    with gzip.open(path, "wt") as f:
+        f.write(COMMON + "2020-01-02,10,11,9,10.5,100\n2020-01-03,10.5,12,10,11,50\n")
+    prices = load_prices(path)
+    np.testing.assert_allclose(prices.close, [10.5, 11])
+    broken = tmp_path / "broken.csv.gz"
+    broken.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(PriceFileError, match="broken.csv.gz: cannot read"):
+        load_prices(broken)
+
+
+def test_the_shipped_msft_series_loads_whole():
+    from rlbook.envs.stocks import msft_daily
+
+    prices = msft_daily()
+    assert len(prices) + prices.dropped_flat == 7_983  # every row of the file, flat ones counted
+    assert prices.dropped_flat == 248
+    assert (prices.timestamps[0], prices.timestamps[-1]) == ("1986-03-13", "2017-11-10")
+    assert prices.close[-1] == pytest.approx(83.87)
+    StocksEnv(prices)  # usable as it is

@@ -40,11 +40,11 @@ from torch import nn
 from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
-from rlbook.nets import MLP, NatureCNN, NoisyLinear, QHead, clip_grad_norm, noisy_layers
+from rlbook.nets import MLP, Conv1dNet, NatureCNN, NoisyLinear, QHead, clip_grad_norm, noisy_layers
 from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
-NETWORKS = ("mlp", "nature_cnn")
+NETWORKS = ("mlp", "nature_cnn", "conv1d")
 
 
 @dataclass(kw_only=True)
@@ -86,10 +86,16 @@ class DQNConfig(AgentConfig):
     """Rewards folded per replayed transition (n-step returns; 1 is plain DQN)."""
     double: bool = False
     """Double DQN: choose the next action with the online network, value it with the target network."""
-    network: Literal["mlp", "nature_cnn"] = "mlp"
-    """Q-network kind: ``"mlp"`` for vector observations, ``"nature_cnn"`` for stacked 84x84 frames."""
+    network: Literal["mlp", "nature_cnn", "conv1d"] = "mlp"
+    """Q-network kind: ``"mlp"`` for vector observations, ``"nature_cnn"`` for stacked 84x84 frames,
+    ``"conv1d"`` for ``(channels, length)`` series (:class:`~rlbook.nets.Conv1dNet`, chapter 8)."""
     hidden: tuple[int, ...] = (128, 128)
-    """Hidden layer sizes of the MLP (ignored by the Nature CNN)."""
+    """Hidden layer sizes of the MLP, and of the fully connected layers after the convolutions of
+    ``"conv1d"`` (ignored by the Nature CNN)."""
+    conv_channels: tuple[int, ...] = (64, 64)
+    """Output channels of each convolution of ``network="conv1d"`` (kernel ``conv_kernel``)."""
+    conv_kernel: int = 5
+    """Kernel size of ``network="conv1d"``'s convolutions (odd)."""
     dueling: bool = False
     """Dueling head: the Q-values are a state value plus advantages centred on their mean over actions."""
     noisy: bool = False
@@ -138,6 +144,13 @@ class DQNConfig(AgentConfig):
             raise ValueError(f"buffer_size ({self.buffer_size}) must be at least batch_size ({self.batch_size})")
         for i, h in enumerate(self.hidden):
             check_int(f"hidden[{i}]", h, 1)
+        for i, c in enumerate(self.conv_channels):
+            check_int(f"conv_channels[{i}]", c, 1)
+        if not self.conv_channels:
+            raise ValueError("conv_channels must name at least one convolution")
+        check_int("conv_kernel", self.conv_kernel, 1)
+        if self.conv_kernel % 2 == 0:
+            raise ValueError(f"conv_kernel must be odd (the padding keeps the length), got {self.conv_kernel}")
         if self.noisy_sigma0 is not None:
             check_float("noisy_sigma0", self.noisy_sigma0, 0.0, low_open=True)
         check_float("priority_alpha", self.priority_alpha, 0.0)
@@ -194,6 +207,23 @@ class DQNConfig(AgentConfig):
         return base.replace(**overrides)
 
     @classmethod
+    def stocks(cls, **overrides) -> DQNConfig:
+        """Chapter 8's trader: a dueling Double DQN with 2-step returns (the old text's choice), trained in
+        chapter 6's CPU rhythm (32 gradient steps on minibatches of 256 every 256 environment steps, Adam lr
+        1e-3, target copied every 64 gradient steps), gamma 0.99, epsilon 1 -> 0.1 over 50,000 steps (the old
+        text's final 0.1: the market is noisy and the agent keeps trying), learning from step 2,000. An MLP
+        with two hidden layers of 128 for the flat window; ``network="conv1d"`` for the ``(5, bars)`` layout:
+        two convolutions of 32 channels, kernel 5, then 128 units, and 8 gradient steps per round instead of 32
+        (on a CPU its gradient step costs about 30 times the MLP's). ``bench/stocks.py`` measures it."""
+        base = cls(gamma=0.99, lr=1e-3, batch_size=256, buffer_size=100_000, learning_starts=2_000,
+                   train_freq=256, gradient_steps=32, target_update_interval=64, tau=1.0, epsilon_start=1.0,
+                   epsilon_end=0.1, epsilon_decay_steps=50_000, loss="huber", max_grad_norm=10.0, n_step=2,
+                   double=True, dueling=True, network="mlp", hidden=(128, 128))
+        if overrides.get("network") == "conv1d":
+            base = base.replace(hidden=(128,), conv_channels=(32, 32), gradient_steps=8)
+        return base.replace(**overrides)
+
+    @classmethod
     def rainbow(cls, **overrides) -> DQNConfig:
         """All of chapter 7 at once on the Pong settings: 3-step returns, Double DQN, a dueling head, noisy
         networks (factorized, sigma0 0.4; no epsilon), prioritized replay (alpha 0.6, beta 0.4 -> 1 over 100k
@@ -208,11 +238,12 @@ def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_acti
     """The Q-network for ``config``: observations ``(n, *obs_shape)`` to Q-values ``(n, n_actions)``, or to logits
     ``(n, n_actions, atoms)`` of the return distribution when ``config.categorical``.
 
-    ``config.network`` picks the torso (an MLP or the Nature CNN); ``noisy`` makes the fully connected layers
-    :class:`~rlbook.nets.NoisyLinear` layers drawing from ``generator``, except the MLP's first, which reads the
-    observation (as the Nature CNN's convolutions do, it stays plain); ``dueling`` and ``categorical`` replace
-    the plain linear head by a :class:`~rlbook.nets.QHead`. Raises ``TypeError`` when the network cannot take these
-    observations (an MLP needs flat vectors, the Nature CNN ``(channels, 84, 84)``-like frame stacks)."""
+    ``config.network`` picks the torso (an MLP, the Nature CNN or 1-D convolutions); ``noisy`` makes the fully
+    connected layers :class:`~rlbook.nets.NoisyLinear` layers drawing from ``generator``, except the MLP's first,
+    which reads the observation (as the Nature CNN's convolutions do, it stays plain); ``dueling`` and
+    ``categorical`` replace the plain linear head by a :class:`~rlbook.nets.QHead`. Raises ``TypeError`` when the
+    network cannot take these observations (an MLP needs flat vectors, the Nature CNN ``(channels, 84, 84)``-like
+    frame stacks, ``conv1d`` ``(channels, length)`` series)."""
     shape = observation_space.shape
     linear = nn.Linear
     if config.noisy:
@@ -228,6 +259,12 @@ def build_q_network(config: DQNConfig, observation_space: gym.spaces.Box, n_acti
             raise TypeError(f"network='nature_cnn' needs square frame stacks (channels, size, size) with "
                             f"size >= 36, got shape {shape}; use network='mlp' for flat vectors")
         net = NatureCNN(in_channels=shape[0], n_actions=n_actions, frame_size=shape[1], linear=linear)
+    elif config.network == "conv1d":
+        if len(shape) != 2:
+            raise TypeError(f"network='conv1d' needs (channels, length) Box observations, got shape {shape}; "
+                            "use network='mlp' for flat vectors")
+        net = Conv1dNet(shape[0], shape[1], n_actions, channels=config.conv_channels, kernel=config.conv_kernel,
+                        hidden=config.hidden, linear=linear)
     else:
         raise ValueError(f"network must be one of {NETWORKS}, got {config.network!r}")
     if config.dueling or config.categorical:

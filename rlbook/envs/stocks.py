@@ -6,6 +6,8 @@
   <VOL>``) or the common ``Date,Open,High,Low,Close,Volume`` form. Bars whose four prices are all equal (no
   trade happened) are dropped and counted. A malformed file gets a :class:`PriceFileError` naming the file, the
   line and the column -- never a NumPy traceback.
+* :func:`msft_daily` -- a real series shipped with the package: Microsoft's daily bars from 1986 to 2017
+  (public domain; see the function for the source).
 * :func:`synthetic_prices` / :func:`write_prices` -- a seeded generator with an optional planted signal (mean
   reversion of a known strength), written in the same file format, so that the chapter can show an agent find
   a signal that exists and fail to find one that does not.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import gzip
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlbook.config import check_bool, check_float, check_int
+from rlbook.train import Plugin
 
 OLD_HEADER = ("<DATE>", "<TIME>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>", "<VOL>")
 COMMON_HEADER = ("Date", "Open", "High", "Low", "Close", "Volume")
@@ -90,12 +94,14 @@ def load_prices(path: str | os.PathLike) -> Prices:
     Checks, each failing with a :class:`PriceFileError` that names the file, the line and the column: a
     known header with every column present, numbers where numbers belong, positive prices, ``low <= high``,
     open and close within ``[low, high]``, timestamps strictly increasing, at least one bar. Bars whose open,
-    high, low and close are all equal are dropped and counted in ``dropped_flat``."""
+    high, low and close are all equal are dropped and counted in ``dropped_flat``. A name ending in ``.gz`` is
+    read through gzip."""
     path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with open(path, newline="") as f:
+        with opener(path, "rt", newline="") as f:
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, EOFError, UnicodeDecodeError) as e:
         raise PriceFileError(f"{path}: cannot read the file ({e})") from None
     rows = [(i + 1, r) for i, r in enumerate(rows) if any(c.strip() for c in r)]
     if not rows:
@@ -162,6 +168,21 @@ def load_prices(path: str | os.PathLike) -> Prices:
                   dropped)
 
 
+def msft_daily() -> Prices:
+    """Microsoft (MSFT) daily bars, 13 March 1986 to 10 November 2017: 7,983 days, of which the loader drops
+    the flat ones (the early years, quoted in ticks too coarse for the split-adjusted prices of a few cents).
+
+    Prices are adjusted for splits and dividends. Source: the "Huge Stock Market Dataset" by Boris Marjanovic on
+    Kaggle (kaggle.com/datasets/borismarjanovic/price-volume-data-for-all-us-stocks-etfs), released under CC0
+    (public domain), as redistributed by the pmdarima package (MIT licence, ``pmdarima.datasets.load_msft``).
+    Stored as ``rlbook/envs/data/msft_daily.csv.gz`` (``Date,Open,High,Low,Close,Volume``, the prices written
+    with six significant digits, which is every digit they had).
+
+    One stock that is still famous today is a survivor: chapter 8 uses it to show how a single series flatters
+    buy-and-hold."""
+    return load_prices(Path(__file__).parent / "data" / "msft_daily.csv.gz")
+
+
 def synthetic_prices(n: int, seed: int = 0, signal: float = 0.0, volatility: float = 0.01,
                      flat_fraction: float = 0.02, start: float = 100.0) -> Prices:
     """``n`` bars of a seeded synthetic price with an optional planted signal.
@@ -224,8 +245,11 @@ class StocksEnv(gym.Env):
     nothing. Then the clock moves to bar ``t + 1``.
 
     Observation (``layout="flat"``, for an MLP): the last ``bars`` bars' (high, low, close) relative to their
-    open, oldest first, then the position flag (1 when long) and the unrealised profit of the position (the
-    close relative to the buy price, 0 when flat): ``3 * bars + 2`` float32 numbers. ``layout="conv"`` gives
+    open in percent, oldest first, then the position flag (1 when long) and the unrealised profit of the
+    position in percent (the close relative to the buy price, 0 when flat): ``3 * bars + 2`` float32 numbers.
+    Percent rather than fractions puts the inputs on the scale of 1 that networks learn from best (a bar's
+    move is a fraction of a percent; as fractions the inputs would be a hundred times smaller than the
+    position flag). ``layout="conv"`` gives
     the same as ``(5, bars)`` channels for a Conv1d network (the flag and the profit repeated along time).
 
     Reward, in percent of the price: with ``reward_on_close=False`` (default) each bar's change of the close
@@ -267,7 +291,7 @@ class StocksEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
-        self._relative = prices.relative().astype(np.float32)
+        self._relative = (100.0 * prices.relative()).astype(np.float32)  # percent, like the profit
         shape = (3 * self.bars + 2,) if layout == "flat" else (5, self.bars)
         # relative prices are above -1 and the profit of a long position is above -100 %: finite bounds
         self.observation_space = gym.spaces.Box(-100.0, np.finfo(np.float32).max, shape, np.float32)
@@ -410,6 +434,40 @@ def backtest(prices: Prices, policy, bars: int = 10, commission: float = 0.1, la
     return Backtest(rewards, trades, profits)
 
 
+def stocks_vector_env(prices: Prices, num_envs: int = 8, **env_kwargs) -> gym.vector.SyncVectorEnv:
+    """``num_envs`` copies of ``StocksEnv(prices, **env_kwargs)`` stepped together (each starts at its own random
+    bar), the shape the :class:`~rlbook.train.Trainer` trains on."""
+    num_envs = check_int("num_envs", num_envs, 1)
+    StocksEnv(prices, **env_kwargs)  # bad settings fail here, with StocksEnv's message
+
+    def make() -> StocksEnv:
+        return StocksEnv(prices, **env_kwargs)
+    return gym.vector.SyncVectorEnv([make] * num_envs)
+
+
+class BacktestCurve(Plugin):
+    """A :class:`~rlbook.train.Plugin` that backtests the greedy agent on ``prices`` every ``every_steps``
+    environment steps (off the training clock) and records ``(step, total percent, trades, mean return of the
+    last 100 training episodes)`` in ``points``: the learning curve on data the agent does not train on."""
+
+    def __init__(self, prices: Prices, every_steps: int, bars: int = 10, commission: float = 0.1,
+                 layout: str = "flat"):
+        self.prices = prices
+        self.every_steps = check_int("every_steps", every_steps, 1)
+        self.bars, self.commission, self.layout = bars, commission, layout
+        self.points: list[tuple[int, float, int, float]] = []
+        self._next = self.every_steps
+
+    def after_step(self, trainer, transition, metrics) -> None:
+        if trainer.step < self._next:
+            return
+        self._next += self.every_steps
+        with trainer.pause_clock():
+            result = backtest(self.prices, trainer.agent, bars=self.bars, commission=self.commission,
+                              layout=self.layout)
+        self.points.append((trainer.step, result.total, len(result.trades), trainer.mean_return()))
+
+
 def buy_and_hold(obs) -> int:
     """Baseline policy: buy at the first bar and hold (:func:`backtest` closes at the end)."""
     return StocksEnv.BUY
@@ -426,5 +484,6 @@ def random_trader(seed: int = 0):
     return lambda obs: int(rng.integers(3))
 
 
-__all__ = ["COMMON_HEADER", "OLD_HEADER", "Backtest", "PriceFileError", "Prices", "StocksEnv", "always_flat",
-           "backtest", "buy_and_hold", "load_prices", "random_trader", "synthetic_prices", "write_prices"]
+__all__ = ["COMMON_HEADER", "OLD_HEADER", "Backtest", "BacktestCurve", "PriceFileError", "Prices", "StocksEnv",
+           "always_flat", "backtest", "buy_and_hold", "load_prices", "msft_daily", "random_trader",
+           "stocks_vector_env", "synthetic_prices", "write_prices"]
