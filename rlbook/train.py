@@ -39,6 +39,7 @@ import numpy as np
 from rlbook.agents.base import Agent, Transition
 from rlbook.config import check_bool, check_float, check_int, check_seed
 from rlbook.envs import as_vector_env
+from rlbook.rollout import MaskedTransition
 
 logger = logging.getLogger("rlbook")
 
@@ -288,6 +289,7 @@ class Trainer:
         episode_return = np.zeros(n, dtype=np.float64)
         episode_length = np.zeros(n, dtype=np.int64)
         needs_reset = np.zeros(n, dtype=bool)  # rows whose next step is an autoreset
+        fixed_shape = bool(getattr(agent, "fixed_shape", False))
         for i in range(n):
             self._call("before_episode", i)
 
@@ -322,12 +324,17 @@ class Trainer:
                     truncated=np.asarray(truncated, dtype=bool),
                     env_ids=env_ids,
                 )
-                if resetting:
+                if fixed_shape:  # every row, autoreset rows marked invalid (on-policy agents)
+                    transition = MaskedTransition(**vars(transition), valid=~needs_reset)
+                elif resetting:
                     transition = transition.select(~needs_reset)
                     infos = _select_infos(infos, ~needs_reset)
+                rows = len(transition)
                 transition.reward = np.asarray(self.objective(transition, infos), dtype=np.float32)
-                if transition.reward.shape != (real,) or not np.isfinite(transition.reward).all():
-                    self._check_objective(transition.reward, real)
+                if transition.reward.shape != (rows,) or not np.isfinite(transition.reward).all():
+                    self._check_objective(transition.reward, rows)
+                if fixed_shape and resetting:
+                    transition.reward[needs_reset] = 0.0  # an autoreset row carries no reward
                 agent.observe(transition)
                 self.step += real  # together with observe: the two counters move as one
                 metrics = agent.update()

@@ -43,6 +43,11 @@ class Transition:
         return len(self.reward)
 
     @property
+    def num_valid(self) -> int:
+        """Rows that are real transitions (all of them here; see ``rlbook.rollout.MaskedTransition``)."""
+        return len(self.reward)
+
+    @property
     def done(self) -> np.ndarray:
         """``terminated | truncated``: the episode of this row is over."""
         return self.terminated | self.truncated

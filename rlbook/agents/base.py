@@ -72,6 +72,10 @@ class Agent(abc.ABC):
     supported_observation_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
     #: Action space classes this agent accepts; checked by :meth:`Agent.check_spaces`.
     supported_action_spaces: tuple[type[gym.Space], ...] = (gym.spaces.Space,)
+    #: ``True`` for on-policy agents that learn from ``(T, N)`` rollouts: the :class:`~rlbook.train.Trainer`
+    #: then passes every environment's row at every step, as a :class:`~rlbook.rollout.MaskedTransition` whose
+    #: ``valid`` is false on autoreset rows, instead of dropping those rows.
+    fixed_shape: bool = False
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AgentConfig | None = None,
                  **overrides: Any):
@@ -119,8 +123,9 @@ class Agent(abc.ABC):
         return None
 
     def observe(self, transition: Transition) -> None:
-        """Take in a batch of experience (store it, tick schedules). The default only counts steps."""
-        self.num_steps += len(transition)
+        """Take in a batch of experience (store it, tick schedules). The default only counts steps (the real
+        rows: a :class:`~rlbook.rollout.MaskedTransition`'s autoreset rows are not steps)."""
+        self.num_steps += transition.num_valid
 
     def update(self) -> dict[str, float]:
         """Do one learning step if one is due and return its metrics (``{}`` when nothing was done).

@@ -35,6 +35,7 @@ from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP
+from rlbook.rollout import EpisodeBuffer
 
 
 # ---------------------------------------------------------------------- settings
@@ -210,11 +211,8 @@ class CEMAgent(Agent):
         self.finished: list[Episode] = []  # finished episodes waiting for the next batch
         self.kept_elite: list[Episode] = []  # elite carried across batches (keep_elite > 0)
         self.history: list[dict[str, float]] = []
-        # Per-environment episode buffers, grown on demand: (num_envs, capacity, ...).
-        self._obs = np.zeros((0, 64, self.in_features), dtype=np.float32)
-        self._act = np.zeros((0, 64), dtype=np.int64)
-        self._rew = np.zeros((0, 64), dtype=np.float64)
-        self._len = np.zeros(0, dtype=np.int64)
+        #: The running episode of each environment (:class:`~rlbook.rollout.EpisodeBuffer`, encoded observations).
+        self.episodes = EpisodeBuffer((self.in_features,), np.float32, capacity=64)
 
     # ------------------------------------------------------------------ acting
     def encode(self, obs: np.ndarray) -> np.ndarray:
@@ -255,52 +253,25 @@ class CEMAgent(Agent):
 
     # ------------------------------------------------------------------ experience
     def observe(self, transition: Transition) -> None:
-        """Append each row to its environment's episode buffer; finished episodes join the batch."""
+        """Append each row to its environment's running episode; finished episodes join the batch."""
         super().observe(transition)
-        ids = np.asarray(transition.env_ids, dtype=np.int64)
-        self._ensure_capacity(int(ids.max()) + 1)
-        pos = self._len[ids]
-        self._obs[ids, pos] = self.encode(transition.obs)
-        self._act[ids, pos] = np.asarray(transition.action).reshape(len(ids)) - self.action_start
-        self._rew[ids, pos] = transition.reward
-        self._len[ids] = pos + 1
-        done = transition.done
-        if done.any():
-            gamma = self.config.gamma
-            for i in ids[done]:  # a loop over finished episodes only, not over steps
-                n = int(self._len[i])
-                rewards = self._rew[i, :n]
-                self.finished.append(Episode(
-                    obs=self._obs[i, :n].copy(),
-                    actions=self._act[i, :n].copy(),
-                    total_reward=float(rewards.sum()),
-                    score=discounted_return(rewards, gamma) if gamma < 1.0 else float(rewards.sum()),
-                ))
-                self._len[i] = 0
-            self.num_episodes += int(done.sum())
+        actions = np.asarray(transition.action).reshape(len(transition)) - self.action_start
+        ended = self.episodes.add(self.encode(transition.obs), actions, transition.reward, transition.terminated,
+                                  transition.truncated, transition.env_ids)
+        gamma = self.config.gamma
+        for e in ended:
+            score = discounted_return(e.rewards, gamma) if gamma < 1.0 else e.total_reward
+            self.finished.append(Episode(obs=e.obs, actions=e.actions, total_reward=e.total_reward, score=score))
+        self.num_episodes += len(ended)
 
     def discard_running_episodes(self) -> None:
         """Forget the episodes still being played (:meth:`CEMAgent.begin_run` does this before it
         resets the environments, else their first steps would extend old episodes)."""
-        self._len[:] = 0
+        self.episodes.discard_running()
 
     def begin_run(self, num_envs: int) -> None:
         """Start of a training run: drop the episodes of the previous run's environments."""
         self.discard_running_episodes()
-
-    def _ensure_capacity(self, num_envs: int) -> None:
-        envs, cap = self._act.shape
-        longest = int(self._len.max()) if len(self._len) else 0
-        if num_envs <= envs and longest < cap:
-            return
-        new_envs, new_cap = max(envs, num_envs), cap * 2 if longest >= cap else cap
-        obs = np.zeros((new_envs, new_cap, self.in_features), dtype=np.float32)
-        act = np.zeros((new_envs, new_cap), dtype=np.int64)
-        rew = np.zeros((new_envs, new_cap), dtype=np.float64)
-        obs[:envs, :cap], act[:envs, :cap], rew[:envs, :cap] = self._obs, self._act, self._rew
-        length = np.zeros(new_envs, dtype=np.int64)
-        length[:envs] = self._len
-        self._obs, self._act, self._rew, self._len = obs, act, rew, length
 
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
