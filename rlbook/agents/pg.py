@@ -1,0 +1,224 @@
+"""Policy gradients: REINFORCE and its first fixes (chapter 9).
+
+The policy is a network from observations to action logits, ``pi(a | s) = softmax(logits)``. REINFORCE raises
+the log-probability of each action taken in proportion to the return that followed it:
+
+    loss = - mean_t [ log pi(a_t | s_t) * (G_t - b) ] - beta * mean_t H(pi(. | s_t)),
+
+where ``G_t`` is the discounted return-to-go of step ``t`` in its episode, ``b`` a baseline (0, or the mean
+``G_t`` of the batch) and ``H`` the entropy of the policy (a bonus that keeps it from collapsing too early).
+Its gradient is an unbiased estimate of the gradient of the expected return as long as the data come from the
+current policy, which is why the agent learns only from episodes that it played entirely with its current
+weights (see :class:`ReinforceAgent`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
+from rlbook.config import AgentConfig, check_float, check_int
+from rlbook.core import resolve_device
+from rlbook.nets import MLP, clip_grad_norm
+from rlbook.rollout import EpisodeBuffer, returns_to_go
+
+
+@dataclass(kw_only=True)
+class PGConfig(AgentConfig):
+    """Hyperparameters of :class:`ReinforceAgent` (defaults: the old text's REINFORCE on CartPole).
+
+    ``seed`` and ``device`` come from :class:`~rlbook.config.AgentConfig`."""
+
+    gamma: float = 0.99
+    """Discount of the returns-to-go, in [0, 1]."""
+    lr: float = 0.01
+    """Adam learning rate (> 0)."""
+    episodes_per_update: int = 4
+    """Finished episodes per gradient step."""
+    baseline: bool = False
+    """Subtract the batch's mean return-to-go from every return (a constant baseline: the gradient stays
+    unbiased, its variance drops)."""
+    entropy_beta: float = 0.0
+    """Weight of the entropy bonus (0: none)."""
+    hidden: tuple[int, ...] = (128,)
+    """Hidden layer sizes of the policy MLP."""
+    max_grad_norm: float | None = None
+    """Clip the gradient to this global norm (``None``: no clipping)."""
+
+    def validate(self) -> None:
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("lr", self.lr, 0.0, low_open=True)
+        check_int("episodes_per_update", self.episodes_per_update, 1)
+        check_float("entropy_beta", self.entropy_beta, 0.0)
+        for i, h in enumerate(self.hidden):
+            check_int(f"hidden[{i}]", h, 1)
+        if self.max_grad_norm is not None:
+            check_float("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+
+    @classmethod
+    def cartpole(cls, **overrides) -> PGConfig:
+        """The old text's REINFORCE for CartPole: gamma 0.99, Adam lr 0.01, 4 episodes per update, one hidden
+        layer of 128, no baseline, no entropy bonus."""
+        return cls(gamma=0.99, lr=0.01, episodes_per_update=4, hidden=(128,)).replace(**overrides)
+
+
+class ReinforceAgent(Agent):
+    """REINFORCE for discrete actions (chapter 9), with a mean baseline and an entropy bonus as switches.
+
+    Args:
+        observation_space: a flat ``Box``.
+        action_space: a ``Discrete`` space.
+        config: a :class:`PGConfig`; keyword ``overrides`` replace its fields.
+
+    Acting samples from the policy (greedy acting, ``explore=False``, takes its most likely action). Each
+    environment's steps go to its running episode (:class:`~rlbook.rollout.EpisodeBuffer`); when
+    ``episodes_per_update`` episodes have finished, :meth:`update` takes one gradient step on all their steps.
+
+    **Episodes that straddle an update.** With several environments, some are in the middle of an episode when
+    an update changes the policy. Such an episode was played partly by the old policy, and its returns-to-go
+    mix the two; the agent drops it when it ends (``dropped_steps`` counts the steps lost), so that every
+    gradient comes from episodes played entirely by the weights being updated. With one environment nothing
+    is ever dropped: the update happens when an episode ends.
+    """
+
+    config_class = PGConfig
+    supported_observation_spaces = (gym.spaces.Box,)
+    supported_action_spaces = (gym.spaces.Discrete,)
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: PGConfig | None = None,
+                 **overrides: Any):
+        super().__init__(observation_space, action_space, config, **overrides)
+        c: PGConfig = self.config
+        if len(observation_space.shape) != 1:
+            raise TypeError(f"ReinforceAgent needs flat (1-D) Box observations, got shape {observation_space.shape}")
+        self.device = resolve_device(c.device)
+        self.n_actions = int(action_space.n)
+        self.action_start = int(action_space.start)
+        with torch.random.fork_rng(devices=[]):
+            if c.seed is not None:
+                torch.manual_seed(c.seed)
+            #: The policy network: observations to action logits.
+            self.policy = MLP(observation_space.shape[0], self.n_actions, hidden=c.hidden).to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.lr)
+        self.rng = np.random.default_rng(c.seed)
+        self.episodes = EpisodeBuffer(observation_space.shape, np.float32)
+        self.batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (obs, actions, returns-to-go)
+        self.batch_returns: list[float] = []
+        #: Gradient steps taken.
+        self.num_updates = 0
+        #: Steps of episodes dropped because an update happened while they were played.
+        self.dropped_steps = 0
+        self._started_at = np.zeros(0, dtype=np.int64)  # per env: num_updates when its running episode began
+
+    # ------------------------------------------------------------------ acting
+    def probabilities(self, obs: np.ndarray) -> np.ndarray:
+        """``pi(. | s)`` for a batch of observations, ``(n, n_actions)`` float64."""
+        with torch.no_grad():
+            logits = self.policy(torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device))
+            return torch.softmax(logits, dim=1).double().cpu().numpy()
+
+    def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        probs = self.probabilities(obs)
+        if explore:  # inverse-CDF sampling, one uniform draw per row
+            u = self.rng.random(len(probs))[:, None]
+            actions = (probs.cumsum(axis=1) < u).sum(axis=1).clip(max=self.n_actions - 1)
+        else:
+            actions = probs.argmax(axis=1)
+        return actions + self.action_start
+
+    # ------------------------------------------------------------------ storing
+    def begin_run(self, num_envs: int) -> None:
+        self.episodes.discard_running()
+        self._started_at = np.full(num_envs, self.num_updates, dtype=np.int64)
+
+    def observe(self, transition: Transition) -> None:
+        super().observe(transition)
+        ids = np.asarray(transition.env_ids, dtype=np.int64)
+        if len(self._started_at) <= ids.max():
+            grown = np.full(int(ids.max()) + 1, self.num_updates, dtype=np.int64)
+            grown[:len(self._started_at)] = self._started_at
+            self._started_at = grown
+        lengths = self.episodes.running_lengths()
+        lengths = np.concatenate([lengths, np.zeros(max(0, len(self._started_at) - len(lengths)), np.int64)])
+        starting = ids[lengths[ids] == 0]  # these rows are the first steps of new episodes
+        self._started_at[starting] = self.num_updates
+        actions = np.asarray(transition.action).reshape(len(ids)) - self.action_start
+        for e in self.episodes.add(transition.obs, actions, transition.reward, transition.terminated,
+                                   transition.truncated, ids):
+            if self._started_at[e.env_id] != self.num_updates:
+                self.dropped_steps += len(e)
+                continue
+            self.batch.append((e.obs, e.actions, returns_to_go(e.rewards, self.config.gamma)))
+            self.batch_returns.append(e.total_reward)
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        """One gradient step once ``episodes_per_update`` fresh episodes have finished (else ``{}``)."""
+        if len(self.batch) < self.config.episodes_per_update:
+            return {}
+        batch, self.batch = self.batch, []
+        returns, self.batch_returns = self.batch_returns, []
+        obs = torch.as_tensor(np.concatenate([b[0] for b in batch]), device=self.device)
+        actions = torch.as_tensor(np.concatenate([b[1] for b in batch]), device=self.device)
+        g = torch.as_tensor(np.concatenate([b[2] for b in batch]), dtype=torch.float32, device=self.device)
+        metrics = self.learn_from(obs, actions, g)
+        metrics["episode_return"] = float(np.mean(returns))
+        metrics["episodes"] = float(len(batch))
+        return metrics
+
+    def loss(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The REINFORCE loss of one batch of steps (see the module docstring) and its parts."""
+        logits = self.policy(obs)
+        log_probs = F.log_softmax(logits, dim=1)
+        taken = log_probs.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        weights = returns - returns.mean() if self.config.baseline else returns
+        policy_loss = -(taken * weights).mean()
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean()
+        return policy_loss - self.config.entropy_beta * entropy, {"policy_loss": policy_loss, "entropy": entropy}
+
+    def learn_from(self, obs: torch.Tensor, actions: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """One Adam step on the batch; returns the loss, the entropy and the KL divergence between the policy
+        before and after the step on the batch's states."""
+        with torch.no_grad():
+            before = F.log_softmax(self.policy(obs), dim=1)
+        loss, parts = self.loss(obs, actions, returns)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm is not None:
+            clip_grad_norm(list(self.policy.parameters()), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.num_updates += 1
+        with torch.no_grad():
+            after = F.log_softmax(self.policy(obs), dim=1)
+            kl = (before.exp() * (before - after)).sum(dim=1).mean()
+        return {"loss": loss.item(), "policy_loss": parts["policy_loss"].item(), "entropy": parts["entropy"].item(),
+                "kl": kl.item(), "steps": float(len(returns))}
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(self.rng), "num_updates": self.num_updates, "dropped_steps": self.dropped_steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ours = {k: tuple(v.shape) for k, v in self.policy.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in state["policy"].items()}
+        if ours != theirs:
+            raise ValueError(f"the checkpoint's policy has parameter shapes {theirs}, this agent's has {ours}")
+        super().load_state_dict(state)
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(self.rng, state["rng"])
+        self.num_updates = int(state["num_updates"])
+        self.dropped_steps = int(state["dropped_steps"])
+        self.batch, self.batch_returns = [], []  # unfinished batches are not in the checkpoint
+        self.episodes.discard_running()
+
+
+__all__ = ["PGConfig", "ReinforceAgent"]

@@ -1,0 +1,152 @@
+"""REINFORCE (chapter 9): the loss's gradient against an analytic reference, returns-to-go wiring, episodes that
+straddle an update, learning on a tiny environment, save/load and determinism."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlbook.agents.pg import PGConfig, ReinforceAgent
+from rlbook.envs.counting import ChainEnv, CountingEnv
+from rlbook.rollout import returns_to_go
+from rlbook.train import Trainer
+
+BOX3 = gym.spaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32)
+
+
+def linear_agent(**overrides) -> ReinforceAgent:
+    return ReinforceAgent(BOX3, gym.spaces.Discrete(2), PGConfig(hidden=(), seed=0, device="cpu", **overrides))
+
+
+def test_policy_gradient_matches_the_analytic_score_function():
+    """For a linear softmax policy, d log pi(a|s) / dW = (onehot(a) - pi(.|s)) s^T: the loss's gradient must be
+    -mean_t (G_t - b) (onehot(a_t) - pi_t) s_t^T, minus beta times the entropy's gradient."""
+    torch.manual_seed(0)
+    for baseline in (False, True):
+        agent = linear_agent(baseline=baseline)
+        obs = torch.randn(7, 3)
+        actions = torch.tensor([0, 1, 1, 0, 1, 0, 0])
+        g = torch.randn(7) * 3 + 1
+        loss, _ = agent.loss(obs, actions, g)
+        agent.optimizer.zero_grad()
+        loss.backward()
+        w = agent.policy.head.weight.detach()
+        b = agent.policy.head.bias.detach()
+        pi = torch.softmax(obs @ w.T + b, dim=1)
+        weights = g - g.mean() if baseline else g
+        score = torch.nn.functional.one_hot(actions, 2).float() - pi
+        expected_w = -(weights[:, None, None] * score[:, :, None] * obs[:, None, :]).mean(0)
+        expected_b = -(weights[:, None] * score).mean(0)
+        torch.testing.assert_close(agent.policy.head.weight.grad, expected_w)
+        torch.testing.assert_close(agent.policy.head.bias.grad, expected_b)
+
+
+def test_entropy_bonus_gradient_by_finite_differences():
+    agent = linear_agent(entropy_beta=0.5)
+    obs = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    actions = torch.tensor([0, 1, 0, 1, 1])
+    g = torch.zeros(5)  # no policy term: only the entropy bonus moves the weights
+    loss, parts = agent.loss(obs, actions, g)
+    agent.optimizer.zero_grad()
+    loss.backward()
+    w = agent.policy.head.weight
+    eps = 1e-3
+    with torch.no_grad():
+        for i, j in ((0, 0), (1, 2)):
+            w[i, j] += eps
+            up = agent.loss(obs, actions, g)[0]
+            w[i, j] -= 2 * eps
+            down = agent.loss(obs, actions, g)[0]
+            w[i, j] += eps
+            assert w.grad[i, j].item() == pytest.approx(((up - down) / (2 * eps)).item(), abs=1e-3)
+    assert loss.item() == pytest.approx(-0.5 * parts["entropy"].item())
+
+
+def test_the_batch_holds_each_episodes_returns_to_go():
+    env = CountingEnv(4)  # rewards 1, 2, 3, 4, then termination
+    agent = ReinforceAgent(env.observation_space, env.action_space,
+                           PGConfig(gamma=0.5, episodes_per_update=3, seed=0, device="cpu"))
+    seen = []
+    agent.learn_from = lambda obs, actions, g: seen.append((obs.clone(), g.clone())) or {}
+    Trainer(agent, env, total_steps=12, seed=0).run()
+    obs, g = seen[0]
+    expected = np.tile(returns_to_go([1.0, 2.0, 3.0, 4.0], 0.5), 3)
+    np.testing.assert_allclose(g.numpy(), expected, rtol=1e-6)
+    assert obs[:, 0].tolist() == [0, 1, 2, 3] * 3  # the steps of the three episodes, in order
+    assert agent.dropped_steps == 0
+
+
+def test_episodes_that_straddle_an_update_are_dropped():
+    # two environments, episodes of 3 and 5 steps; an update after every 2 finished episodes
+    env = gym.vector.SyncVectorEnv([lambda: CountingEnv(3), lambda: CountingEnv(5)])
+    agent = ReinforceAgent(env.single_observation_space, env.single_action_space,
+                           PGConfig(episodes_per_update=2, seed=0, device="cpu"))
+    lengths = []
+    real = agent.learn_from
+
+    def spy(obs, actions, g):
+        lengths.append(len(g))
+        return real(obs, actions, g)
+
+    agent.learn_from = spy
+    Trainer(agent, env, total_steps=40, seed=0).run()
+    # vector steps 1-3: env 0's first episode; step 4 only resets env 0; step 5 ends env 1's first episode and
+    # is the first step of env 0's second one. The update after step 5 learns from 3 + 5 steps, and env 0's
+    # second episode, whose first action the old policy chose, is dropped when it ends (3 steps).
+    assert lengths[0] == 8
+    assert agent.dropped_steps >= 3
+    assert all(n in (6, 8, 10) for n in lengths)  # only whole episodes: 3+3, 3+5 or 5+5 steps
+
+
+def test_reinforce_learns_a_short_corridor():
+    env = ChainEnv(4)
+    agent = ReinforceAgent(env.observation_space, env.action_space,
+                           PGConfig(gamma=0.9, lr=0.05, episodes_per_update=4, hidden=(16,), seed=0,
+                                    device="cpu"))
+    start = np.eye(4, dtype=np.float32)[:1]
+    right_before = agent.probabilities(start)[0, 1]
+    agent.learn(env, total_steps=3_000, seed=0)
+    obs, _ = env.reset(seed=1)
+    total = 0.0
+    for _ in range(20):
+        obs, r, term, trunc, _ = env.step(agent.act(obs, explore=False))
+        total += r
+        if term or trunc:
+            break
+    assert term and total > 0  # the greedy policy walks to the rewarding end
+    assert agent.probabilities(start)[0, 1] > max(0.9, right_before)
+    assert agent.num_updates > 10
+
+
+def test_save_load_round_trip_and_determinism(tmp_path):
+    def run():
+        env = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="vector_entry_point")
+        agent = ReinforceAgent(env.single_observation_space, env.single_action_space,
+                               PGConfig.cartpole(seed=3, device="cpu", hidden=(16,)))
+        Trainer(agent, env, total_steps=600, seed=3).run()
+        return agent
+
+    a, b = run(), run()
+    for p, q in zip(a.policy.parameters(), b.policy.parameters()):
+        assert torch.equal(p, q)
+    assert a.num_updates > 0
+    path = a.save(tmp_path / "pg.pt")
+    c = ReinforceAgent.from_checkpoint(path)
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(c.probabilities(obs), a.probabilities(obs))
+    assert c.num_updates == a.num_updates and c.num_steps == a.num_steps
+
+
+def test_acting_samples_from_the_policy_and_greedy_takes_the_mode():
+    agent = linear_agent()
+    with torch.no_grad():
+        agent.policy.head.weight.zero_()
+        agent.policy.head.bias.copy_(torch.tensor([0.0, np.log(3.0)]))  # pi = (0.25, 0.75) everywhere
+    obs = np.zeros((20_000, 3), np.float32)
+    share = agent.act_batch(obs, explore=True).mean()
+    assert share == pytest.approx(0.75, abs=0.01)
+    assert (agent.act_batch(obs[:5], explore=False) == 1).all()
+    with pytest.raises(ValueError, match="episodes_per_update"):
+        PGConfig(episodes_per_update=0)
+    with pytest.raises(TypeError, match="flat"):
+        ReinforceAgent(gym.spaces.Box(0, 1, (2, 2)), gym.spaces.Discrete(2))
