@@ -299,6 +299,65 @@ class QHead(nn.Module):
         return out.squeeze(-1) if self.atoms == 1 else out
 
 
+class ActorCritic(nn.Module):
+    """A policy and a state-value function for actor-critic agents (chapter 10): observations to action
+    logits ``(n, n_actions)`` and values ``(n,)``.
+
+    Args:
+        observation_shape: the shape of one observation: ``(d,)`` for an MLP body, ``(channels, 84, 84)``-like
+            frame stacks for the Nature CNN body.
+        n_actions: number of discrete actions.
+        body: ``"mlp"`` or ``"nature_cnn"``.
+        hidden: hidden sizes of the MLP body (ignored by the Nature CNN).
+        shared: ``True`` -- one body, two linear heads (the Nature CNN's usual form: the features are expensive);
+            ``False`` -- two bodies of the same shape, one for the actor and one for the critic (common for
+            small vector tasks, where the critic's large gradients can otherwise disturb the policy's features).
+
+    The policy head starts with weights 100 times smaller than PyTorch's default, so the first policy is
+    nearly uniform whatever the observation (a choice many A2C and PPO implementations make).
+    """
+
+    def __init__(self, observation_shape: Sequence[int], n_actions: int, body: str = "mlp",
+                 hidden: Sequence[int] = (64, 64), shared: bool = False):
+        super().__init__()
+        self.n_actions = check_int("n_actions", n_actions, 1)
+        shape = tuple(observation_shape)
+        if body not in ("mlp", "nature_cnn"):
+            raise ValueError(f"body must be 'mlp' or 'nature_cnn', got {body!r}")
+        if body == "mlp" and len(shape) != 1:
+            raise TypeError(f"body='mlp' needs flat (1-D) observations, got shape {shape}")
+        if body == "nature_cnn" and (len(shape) != 3 or shape[1] != shape[2]):
+            raise TypeError(f"body='nature_cnn' needs square frame stacks (channels, size, size), got {shape}")
+        self.shared = bool(shared)
+
+        def make_body() -> nn.Module:
+            if body == "mlp":
+                return MLP(shape[0], 1, hidden=hidden, activation=nn.Tanh)
+            return NatureCNN(in_channels=shape[0], n_actions=1, frame_size=shape[1])
+
+        self.actor_body = make_body()
+        self.critic_body = self.actor_body if self.shared else make_body()
+        features = self.actor_body.features_dim
+        # the bodies' own output layers are not used: the heads below read their features
+        self.actor_body.head = nn.Identity()
+        if not self.shared:
+            self.critic_body.head = nn.Identity()
+        self.policy_head = nn.Linear(features, self.n_actions)
+        self.value_head = nn.Linear(features, 1)
+        with torch.no_grad():
+            self.policy_head.weight.mul_(0.01)
+            self.policy_head.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.actor_body(x)
+        critic = features if self.shared else self.critic_body(x)
+        return self.policy_head(features), self.value_head(critic).squeeze(-1)
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """``V(s)`` alone, ``(n,)`` (skips the actor when the bodies are separate)."""
+        return self.value_head(self.critic_body(x)).squeeze(-1)
+
+
 def noisy_layers(module: nn.Module) -> list[tuple[str, NoisyLinear]]:
     """The named :class:`NoisyLinear` layers of ``module`` (to report their signal-to-noise ratios)."""
     return [(name, m) for name, m in module.named_modules() if isinstance(m, NoisyLinear)]

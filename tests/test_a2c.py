@@ -1,0 +1,145 @@
+"""A2C (chapter 10): the loss on a rollout against a hand computation, autoreset rows ignored, learning on a
+tiny environment, checkpoints and determinism."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlbook.agents.a2c import A2CAgent, A2CConfig
+from rlbook.envs.counting import ChainEnv, CountingEnv
+from rlbook.nets import ActorCritic
+from rlbook.rollout import gae_advantages
+from rlbook.train import Trainer
+
+
+def counting_vector():
+    return gym.vector.SyncVectorEnv([lambda: CountingEnv(3), lambda: CountingEnv(5, max_episode_steps=4)])
+
+
+class Capture(A2CAgent):
+    """Keeps a copy of every rollout it learns from."""
+
+    def learn_from_rollout(self, rollout):
+        self.seen = getattr(self, "seen", [])
+        self.seen.append({k: np.array(getattr(rollout, k), copy=True)
+                          for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid",
+                                    "last_next_obs")})
+        return super().learn_from_rollout(rollout)
+
+
+def test_the_loss_is_the_hand_computed_a2c_loss_over_valid_rows():
+    env = counting_vector()
+    cfg = A2CConfig(n_steps=6, gamma=0.9, gae_lambda=0.8, entropy_beta=0.05, value_coef=0.7,
+                    max_grad_norm=None, lr=1e-3, hidden=(8,), seed=0, device="cpu")
+    agent = Capture(env.single_observation_space, env.single_action_space, cfg)
+    before = {k: v.clone() for k, v in agent.net.state_dict().items()}
+    Trainer(agent, env, total_steps=10, seed=0).run()  # 6 vector steps: one update
+    r = agent.seen[0]
+    assert not r["valid"].all()  # the rollout holds autoreset rows
+    # recompute the loss from scratch with the weights before the update
+    net = ActorCritic((3,), 2, hidden=(8,))
+    net.load_state_dict(before)
+    obs = torch.as_tensor(r["obs"].reshape(12, 3))
+    logits, values = net(obs)
+    with torch.no_grad():
+        last = net.value(torch.as_tensor(r["last_next_obs"]))
+    adv, targets = gae_advantages(torch.as_tensor(r["rewards"]), torch.cat([values.detach().view(6, 2), last[None]]),
+                                  torch.as_tensor(r["terminated"]), torch.as_tensor(r["truncated"]),
+                                  torch.as_tensor(r["valid"]), 0.9, 0.8)
+    keep = torch.as_tensor(r["valid"].reshape(-1))
+    logp = F.log_softmax(logits, dim=1)[keep]
+    a = torch.as_tensor(r["actions"].reshape(-1))[keep]
+    policy = -(logp.gather(1, a[:, None]).squeeze(1) * adv.view(-1)[keep]).mean()
+    value = ((targets.view(-1)[keep] - values[keep]) ** 2).mean()
+    entropy = -(logp.exp() * logp).sum(1).mean()
+    loss = policy + 0.7 * value - 0.05 * entropy
+    net.zero_grad()
+    loss.backward()
+    # Adam's first step moves each weight by lr * g / (|g| + eps): the update must be that of our loss's gradient
+    for (name, p), q in zip(agent.net.named_parameters(), net.parameters()):
+        step = before[name] - p.detach()
+        torch.testing.assert_close(step, 1e-3 * q.grad / (q.grad.abs() + cfg.adam_eps), rtol=1e-3, atol=1e-7)
+
+
+def test_autoreset_rows_change_nothing_but_the_bootstrap_of_a_truncated_row():
+    """Whatever the action stored on an invalid row, and its observation when the episode before it terminated,
+    the update is the same. (After a truncation, the invalid row's observation is the final observation, the
+    state the truncated row bootstraps from: that one matters.)"""
+    env = counting_vector()
+    cfg = A2CConfig(n_steps=6, hidden=(8,), seed=0, device="cpu", max_grad_norm=None)
+    results = []
+    for garbage in (False, True):
+        agent = A2CAgent(env.single_observation_space, env.single_action_space, cfg)
+        state = {k: v.clone() for k, v in agent.net.state_dict().items()}
+        Trainer(agent, counting_vector(), total_steps=10, seed=0, train=True,
+                plugins=[]).run() if not garbage else None
+        if garbage:
+            # replay the same rollout with the invalid rows scrambled
+            ref = Capture(env.single_observation_space, env.single_action_space, cfg)
+            Trainer(ref, counting_vector(), total_steps=10, seed=0).run()
+            r = ref.seen[0]
+            agent.net.load_state_dict(state)
+            agent.begin_run(2)
+            rb = agent.rollout
+            for k in ("obs", "actions", "rewards", "terminated", "truncated", "valid"):
+                getattr(rb, k)[:] = r[k]
+            rb.last_next_obs[:] = r["last_next_obs"]
+            after_termination = np.zeros_like(rb.valid)
+            after_termination[1:] = rb.terminated[:-1]
+            assert after_termination.any() and (~rb.valid & ~after_termination).any()
+            rb.obs[after_termination] = 99.0
+            rb.actions[~rb.valid] = 1 - rb.actions[~rb.valid]
+            rb.pos = rb.steps
+            agent.update()
+        results.append([p.detach().clone() for p in agent.net.parameters()])
+    for p, q in zip(*results):
+        torch.testing.assert_close(p, q)
+
+
+def test_a2c_learns_a_short_corridor():
+    env = gym.vector.SyncVectorEnv([lambda: ChainEnv(5)] * 4)
+    agent = A2CAgent(env.single_observation_space, env.single_action_space,
+                     A2CConfig(lr=3e-3, n_steps=5, entropy_beta=0.01, hidden=(16,), seed=0, device="cpu"))
+    Trainer(agent, env, total_steps=6_000, seed=0).run()
+    start = np.eye(5, dtype=np.float32)[:1]
+    assert agent.probabilities(start)[0, 1] > 0.9
+    assert agent.values(start)[0] > 0.5  # the return of walking right, discounted, is 0.96 * 0.99**3
+
+
+def test_checkpoint_round_trip_and_determinism(tmp_path):
+    def run():
+        env = gym.make_vec("CartPole-v1", num_envs=4, vectorization_mode="vector_entry_point")
+        agent = A2CAgent(env.single_observation_space, env.single_action_space,
+                         A2CConfig.cartpole(seed=2, device="cpu"))
+        Trainer(agent, env, total_steps=400, seed=2).run()
+        return agent
+
+    a, b = run(), run()
+    for p, q in zip(a.net.parameters(), b.net.parameters()):
+        assert torch.equal(p, q)
+    path = a.save(tmp_path / "a2c.pt")
+    c = A2CAgent.from_checkpoint(path)
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(c.probabilities(obs), a.probabilities(obs))
+    np.testing.assert_array_equal(c.values(obs), a.values(obs))
+    assert c.num_updates == a.num_updates == 20
+
+
+def test_settings_and_networks():
+    with pytest.raises(ValueError, match="n_steps"):
+        A2CConfig(n_steps=0)
+    with pytest.raises(ValueError, match="gae_lambda"):
+        A2CConfig(gae_lambda=1.5)
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    agent = A2CAgent(space, gym.spaces.Discrete(6), A2CConfig.pong(seed=0, device="cpu"))
+    assert agent.net.shared and agent.net.critic_body is agent.net.actor_body
+    frames = np.zeros((2, 4, 84, 84), np.uint8)
+    assert agent.act_batch(frames).shape == (2,)
+    probs = agent.probabilities(frames)
+    np.testing.assert_allclose(probs, 1 / 6, atol=0.02)  # the small policy head starts near uniform
+    separate = ActorCritic((4,), 2, shared=False)
+    assert separate.critic_body is not separate.actor_body
+    with pytest.raises(TypeError, match="MaskedTransition"):
+        A2CAgent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2)).observe("rows")
