@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -58,7 +59,7 @@ from rlbook.envs.stocks import (  # noqa: E402
     stocks_vector_env,
     synthetic_prices,
 )
-from rlbook.results import results_path, summarize, write_results  # noqa: E402
+from rlbook.results import git_commit, results_path, summarize, write_results  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
 RESULTS = "08_stocks/stocks_dqn"
@@ -207,7 +208,9 @@ def main() -> None:
                 metric = f"{experiment}_baseline_{name}_{field}" + ("" if field == "trades" else "_percent")
                 baseline_metrics[metric] = summarize([b[name][field] for b in base], None,
                                                      "trades" if field == "trades" else "percent")
-        entry = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": seeds, "steps": args.steps,
+        command = "python " + " ".join(shlex.quote(a) for a in ["bench/stocks.py", *sys.argv[1:]])
+        entry = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": command, "commit": git_commit(),
+                 "seeds": seeds, "steps": args.steps,
                  "every": args.every, **spec, "bars": BARS[spec["layout"]],
                  "config": DQNConfig.stocks(network="mlp" if spec["layout"] == "flat" else "conv1d",
                                             epsilon_decay_steps=args.steps // 2).to_dict(),
