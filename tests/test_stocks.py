@@ -299,3 +299,33 @@ def test_the_shipped_msft_series_loads_whole():
     assert (prices.timestamps[0], prices.timestamps[-1]) == ("1986-03-13", "2017-11-10")
     assert prices.close[-1] == pytest.approx(83.87)
     StocksEnv(prices)  # usable as it is
+
+
+def test_stocks_vector_env_and_the_backtest_curve_during_training():
+    from rlbook.agents.dqn import DQNAgent, DQNConfig
+    from rlbook.envs.stocks import BacktestCurve, stocks_vector_env
+    from rlbook.train import Trainer
+
+    prices = synthetic_prices(400, seed=0, signal=0.1)
+    env = stocks_vector_env(prices, 3, bars=5, commission=0.2)
+    assert env.num_envs == 3 and env.single_observation_space.shape == (17,)
+    assert all(e.commission == 0.2 and e.bars == 5 for e in env.envs)
+    with pytest.raises(ValueError, match="layout"):
+        stocks_vector_env(prices, 2, layout="image")
+    with pytest.raises(ValueError, match="num_envs"):
+        stocks_vector_env(prices, 0)
+    agent = DQNAgent(env.single_observation_space, env.single_action_space,
+                     DQNConfig.stocks(hidden=(8,), learning_starts=30, batch_size=16, train_freq=16,
+                                      gradient_steps=2, seed=0, device="cpu"))
+    validation = synthetic_prices(60, seed=1, signal=0.1)
+    curve = BacktestCurve(validation, every_steps=50, bars=5, commission=0.3)
+    trainer = Trainer(agent, env, total_steps=150, plugins=[curve], seed=0).run()
+    assert trainer.step == 150
+    # one point at the first vector step at or past each multiple of 50 (3 envs: within 3 steps of it)
+    assert len(curve.points) == 3
+    assert all(50 * k <= p[0] < 50 * k + 3 for k, p in enumerate(curve.points, 1))
+    # the last point is the trained agent's backtest, with the curve's commission
+    step, total, trades, mean_return = curve.points[-1]
+    final = backtest(validation, agent, bars=5, commission=0.3)
+    assert (total, trades) == (final.total, len(final.trades))
+    assert mean_return == trainer.mean_return()
