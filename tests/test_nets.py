@@ -258,3 +258,16 @@ def test_conv1d_net_sees_a_pattern_wherever_it_is_in_the_window():
     x[0, 0, 5], x[1, 0, 9] = 1.0, 1.0
     features = net.torso[:-1](x)  # before the flatten
     torch.testing.assert_close(features[0, :, 3:8], features[1, :, 7:12])
+
+
+def test_conv1d_net_smallest_sizes_work_and_zero_sizes_are_refused():
+    from rlbook.nets import Conv1dNet
+
+    tiny = Conv1dNet(1, 1, 1, channels=(1,), kernel=1, hidden=(1,))  # every size at its minimum, 1
+    assert tiny(torch.zeros(2, 1, 1)).shape == (2, 1)
+    good = dict(in_channels=2, length=3, n_actions=2, channels=(2,), kernel=3, hidden=(2,))
+    for field, bad, words in (("in_channels", 0, "in_channels"), ("length", 0, "length"),
+                              ("n_actions", 0, "n_actions"), ("kernel", -1, "kernel"),
+                              ("channels", (2, 0), r"channels\[1\]"), ("hidden", (0,), r"hidden\[0\]")):
+        with pytest.raises(ValueError, match=words):
+            Conv1dNet(**{**good, field: bad})

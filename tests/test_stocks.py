@@ -314,6 +314,7 @@ def test_stocks_vector_env_and_the_backtest_curve_during_training():
         stocks_vector_env(prices, 2, layout="image")
     with pytest.raises(ValueError, match="num_envs"):
         stocks_vector_env(prices, 0)
+    assert stocks_vector_env(prices, 1).num_envs == 1
     agent = DQNAgent(env.single_observation_space, env.single_action_space,
                      DQNConfig.stocks(hidden=(8,), learning_starts=30, batch_size=16, train_freq=16,
                                       gradient_steps=2, seed=0, device="cpu"))

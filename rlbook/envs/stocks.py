@@ -438,7 +438,6 @@ def stocks_vector_env(prices: Prices, num_envs: int = 8, **env_kwargs) -> gym.ve
     """``num_envs`` copies of ``StocksEnv(prices, **env_kwargs)`` stepped together (each starts at its own random
     bar), the shape the :class:`~rlbook.train.Trainer` trains on."""
     num_envs = check_int("num_envs", num_envs, 1)
-    StocksEnv(prices, **env_kwargs)  # bad settings fail here, with StocksEnv's message
 
     def make() -> StocksEnv:
         return StocksEnv(prices, **env_kwargs)
