@@ -3,12 +3,14 @@
 Every agent is built the same way, ``Agent(observation_space, action_space, config=None, **overrides)``,
 from a config dataclass derived from :class:`~rlbook.config.AgentConfig`."""
 
+from rlbook.agents.a2c import A2CAgent, A2CConfig
 from rlbook.agents.base import Agent, Transition
 from rlbook.agents.cem import CEMAgent, CEMConfig
 from rlbook.agents.dqn import DQNAgent, DQNConfig
+from rlbook.agents.pg import PGConfig, ReinforceAgent
 from rlbook.agents.policy_agent import PolicyAgent, PolicyConfig
 from rlbook.agents.random_agent import RandomAgent
 from rlbook.config import AgentConfig
 
-__all__ = ["Agent", "AgentConfig", "CEMAgent", "CEMConfig", "DQNAgent", "DQNConfig", "PolicyAgent", "PolicyConfig",
-           "RandomAgent", "Transition"]
+__all__ = ["A2CAgent", "A2CConfig", "Agent", "AgentConfig", "CEMAgent", "CEMConfig", "DQNAgent", "DQNConfig",
+           "PGConfig", "PolicyAgent", "PolicyConfig", "RandomAgent", "ReinforceAgent", "Transition"]
