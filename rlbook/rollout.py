@@ -75,6 +75,7 @@ class RolloutBuffer:
 
     @property
     def full(self) -> bool:
+        """Whether ``steps`` vector steps are stored (time to learn, then :meth:`clear`)."""
         return self.pos == self.steps
 
     def add(self, transition: MaskedTransition) -> None:
@@ -99,6 +100,7 @@ class RolloutBuffer:
         self.pos += 1
 
     def clear(self) -> None:
+        """Start a new rollout (the arrays are overwritten step by step)."""
         self.pos = 0
 
 
@@ -203,6 +205,7 @@ class EpisodeBuffer:
         return self._len.copy()
 
     def discard_running(self) -> None:
+        """Forget every environment's unfinished episode."""
         self._len[:] = 0
 
     def add(self, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, terminated: np.ndarray,
