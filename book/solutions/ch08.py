@@ -16,7 +16,7 @@ def my_trade_rewards(closes, commission):
             rewards.append(-commission)
             continue
         change = 100 * (closes[t + 1] - closes[t]) / closes[t]
-        paid = commission if t == 0 else 0.0  # Buy pays at the first step
+        paid = commission if t == 0 else 0.0  # Buy pays at step 0
         rewards.append(change - paid)
     return rewards
 # [end trade_rewards]
