@@ -143,3 +143,99 @@ def test_settings_and_networks():
     assert separate.critic_body is not separate.actor_body
     with pytest.raises(TypeError, match="MaskedTransition"):
         A2CAgent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2)).observe("rows")
+
+
+def test_greedy_and_sampled_actions_with_a_shifted_action_space():
+    space = gym.spaces.Discrete(3, start=1)
+    agent = A2CAgent(gym.spaces.Box(-1, 1, (2,), np.float32), space, A2CConfig(hidden=(4,), seed=0, device="cpu"))
+    with torch.no_grad():
+        agent.net.policy_head.weight.zero_()
+        agent.net.policy_head.bias.copy_(torch.tensor([0.0, 2.0, 0.0]))
+    obs = np.zeros((4000, 2), np.float32)
+    assert (agent.act_batch(obs[:3], explore=False) == 2).all()  # the most likely action, shifted by start
+    sampled = agent.act_batch(obs, explore=True)
+    expected = torch.softmax(torch.tensor([0.0, 2.0, 0.0]), 0).numpy()
+    np.testing.assert_allclose(np.bincount(sampled - 1, minlength=3) / len(obs), expected, atol=0.03)
+    agent.probabilities = lambda o: np.tile([0.5, 0.25, 0.25 - 1e-12], (len(o), 1))
+
+    class Top:
+        def random(self, n):
+            return np.full(n, 1.0 - 1e-13)
+
+    agent.rng = Top()
+    assert agent.act_batch(obs[:2]).tolist() == [3, 3]  # a rounding gap at the top is the last action
+
+
+def test_observe_counts_steps_restarts_its_rollout_for_a_new_vector_and_stores_actions_from_zero():
+    from rlbook.rollout import MaskedTransition
+
+    space = gym.spaces.Discrete(2, start=5)
+    agent = A2CAgent(gym.spaces.Box(-1, 1, (2,), np.float32), space,
+                     A2CConfig(n_steps=3, hidden=(4,), seed=0, device="cpu"))
+
+    def rows(n, valid):
+        return MaskedTransition(obs=np.zeros((n, 2), np.float32), action=np.full(n, 6), reward=np.ones(n, np.float32),
+                                next_obs=np.zeros((n, 2), np.float32), terminated=np.zeros(n, bool),
+                                truncated=np.zeros(n, bool), env_ids=np.arange(n), valid=np.array(valid))
+
+    agent.observe(rows(2, [True, False]))
+    assert agent.num_steps == 1 and agent.rollout.num_envs == 2 and agent.rollout.pos == 1
+    assert agent.rollout.actions[0].tolist() == [1, 1]
+    agent.observe(rows(3, [True, True, True]))  # another vector: a fresh rollout of its size
+    assert agent.rollout.num_envs == 3 and agent.rollout.pos == 1 and agent.num_steps == 4
+
+
+def test_normalized_advantages_and_a_single_valid_row():
+    env = counting_vector()
+    cfg = A2CConfig(n_steps=6, gamma=0.9, normalize_advantage=True, entropy_beta=0.0, value_coef=0.0,
+                    max_grad_norm=None, lr=1e-3, hidden=(8,), seed=0, device="cpu")
+    agent = Capture(env.single_observation_space, env.single_action_space, cfg)
+    before = {k: v.clone() for k, v in agent.net.state_dict().items()}
+    Trainer(agent, env, total_steps=10, seed=0).run()
+    r = agent.seen[0]
+    net = ActorCritic((3,), 2, hidden=(8,))
+    net.load_state_dict(before)
+    logits, values = net(torch.as_tensor(r["obs"].reshape(12, 3)))
+    with torch.no_grad():
+        last = net.value(torch.as_tensor(r["last_next_obs"]))
+    adv, _ = gae_advantages(torch.as_tensor(r["rewards"]), torch.cat([values.detach().view(6, 2), last[None]]),
+                            torch.as_tensor(r["terminated"]), torch.as_tensor(r["truncated"]),
+                            torch.as_tensor(r["valid"]), 0.9, 1.0)
+    keep = torch.as_tensor(r["valid"].reshape(-1))
+    a = adv.view(-1)[keep]
+    a = (a - a.mean()) / (a.std(unbiased=False) + 1e-8)  # mean 0, std 1 over the valid rows
+    logp = F.log_softmax(logits, dim=1)[keep]
+    act = torch.as_tensor(r["actions"].reshape(-1))[keep]
+    loss = -(logp.gather(1, act[:, None]).squeeze(1) * a).mean()
+    net.zero_grad()
+    loss.backward()
+    for (name, p), q in zip(agent.net.named_parameters(), net.parameters()):
+        if q.grad is None:
+            continue
+        torch.testing.assert_close(before[name] - p.detach(), 1e-3 * q.grad / (q.grad.abs() + cfg.adam_eps),
+                                   rtol=1e-3, atol=1e-7)
+    # one environment, one step: the means divide by the one valid row
+    one = A2CAgent(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(2),
+                   A2CConfig(n_steps=1, hidden=(4,), seed=0, device="cpu", max_grad_norm=None, entropy_beta=0.0,
+                             value_coef=1.0, gamma=0.0))
+    one.begin_run(1)
+    rb = one.rollout
+    rb.obs[0, 0] = [0.3, -0.2]
+    rb.rewards[0, 0], rb.valid[0, 0], rb.pos = 2.0, True, 1
+    value = one.values(rb.obs[0])[0]
+    metrics = one.update()
+    assert metrics["value_loss"].item() == pytest.approx((2.0 - value) ** 2, rel=1e-5)
+
+
+def test_a_rollout_without_a_valid_row_changes_nothing():
+    # one environment, one-step rollouts: the step after an episode's end is an autoreset row and nothing else
+    agent = A2CAgent(gym.spaces.Box(-1, 1, (2,), np.float32), gym.spaces.Discrete(2),
+                     A2CConfig(n_steps=1, hidden=(4,), seed=0, device="cpu"))
+    agent.begin_run(1)
+    agent.rollout.obs[0, 0] = [0.5, 0.5]
+    agent.rollout.pos = 1  # valid is False
+    before = [p.detach().clone() for p in agent.net.parameters()]
+    metrics = agent.update()
+    assert all(torch.isfinite(v).all() for v in metrics.values())
+    for p, q in zip(before, agent.net.parameters()):
+        assert torch.equal(p, q)

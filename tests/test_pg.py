@@ -150,3 +150,85 @@ def test_acting_samples_from_the_policy_and_greedy_takes_the_mode():
         PGConfig(episodes_per_update=0)
     with pytest.raises(TypeError, match="flat"):
         ReinforceAgent(gym.spaces.Box(0, 1, (2, 2)), gym.spaces.Discrete(2))
+
+
+def test_entropy_and_kl_by_hand():
+    agent = linear_agent()
+    with torch.no_grad():
+        agent.policy.head.weight.zero_()
+        agent.policy.head.bias.zero_()  # uniform policy: entropy ln 2
+    obs = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    actions = torch.tensor([0, 1, 1, 0, 1, 1])
+    g = torch.arange(6.0)
+    _, parts = agent.loss(obs, actions, g)
+    assert parts["entropy"].item() == pytest.approx(np.log(2.0))
+    before = torch.log_softmax(agent.policy(obs), dim=1).detach()
+    metrics = agent.learn_from(obs, actions, g)
+    after = torch.log_softmax(agent.policy(obs), dim=1).detach()
+    kl = (before.exp() * (before - after)).sum(dim=1).mean().item()
+    assert metrics["kl"] == pytest.approx(kl, rel=1e-5) and metrics["kl"] > 0
+    assert metrics["entropy"] == pytest.approx(np.log(2.0))
+    assert agent.num_updates == 1 and metrics["steps"] == 6
+
+
+def test_each_update_uses_fresh_gradients_and_clipping():
+    """Two updates equal two independent Adam steps on their own gradients (no accumulation), and
+    max_grad_norm bounds the gradient."""
+    obs = torch.randn(8, 3, generator=torch.Generator().manual_seed(3))
+    actions = torch.tensor([0, 1] * 4)
+    g1, g2 = torch.linspace(-2, 3, 8), torch.linspace(4, -1, 8)
+    agent = linear_agent(lr=0.1)
+    twin = linear_agent(lr=0.1)
+    agent.learn_from(obs, actions, g1)
+    agent.learn_from(obs, actions, g2)
+    for g in (g1, g2):
+        loss, _ = twin.loss(obs, actions, g)
+        twin.optimizer.zero_grad()
+        loss.backward()
+        twin.optimizer.step()
+    for p, q in zip(agent.policy.parameters(), twin.policy.parameters()):
+        torch.testing.assert_close(p, q)
+    clipped = linear_agent(max_grad_norm=1e-3)
+    loss, _ = clipped.loss(obs, actions, g1 * 100)
+    clipped.learn_from(obs, actions, g1 * 100)
+    norm = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in clipped.policy.parameters()]))
+    assert norm.item() <= 1e-3 * 1.001
+
+
+def test_observe_by_hand_grows_per_environment_state_and_counts_steps():
+    from rlbook.transition import Transition
+
+    space = gym.spaces.Discrete(2, start=1)  # actions 1 and 2
+    agent = ReinforceAgent(BOX3, space, PGConfig(episodes_per_update=1, seed=0, device="cpu"))
+
+    def rows(env_ids, actions, rewards, done):
+        n = len(env_ids)
+        return Transition(obs=np.full((n, 3), 0.5, np.float32), action=np.array(actions),
+                          reward=np.array(rewards, np.float32), next_obs=np.zeros((n, 3), np.float32),
+                          terminated=np.array(done), truncated=np.zeros(n, bool), env_ids=np.array(env_ids))
+
+    agent.observe(rows([2], [2], [1.0], [False]))  # env 2 first: per-env state must grow to 3 entries
+    agent.observe(rows([0, 2], [1, 1], [5.0, 2.0], [True, True]))
+    assert agent.num_steps == 3
+    assert len(agent.batch) == 2 and agent.batch_returns == [5.0, 3.0]
+    obs, actions, g = agent.batch[1]
+    assert actions.tolist() == [1, 0]  # actions stored from 0 (the space starts at 1)
+    np.testing.assert_allclose(g, [1.0 + 0.99 * 2.0, 2.0])
+    metrics = agent.update()
+    assert metrics["episode_return"] == 4.0 and metrics["episodes"] == 2.0
+    # env 1 begins an episode after the update: it is fresh; env 0's next one too
+    agent.observe(rows([1], [2], [1.0], [True]))
+    assert len(agent.batch) == 1 and agent.dropped_steps == 0
+    assert set(np.asarray(agent.act_batch(np.zeros((50, 3), np.float32))).tolist()) <= {1, 2}
+
+
+def test_sampling_never_returns_an_action_past_the_last_when_rounding_leaves_a_gap():
+    agent = linear_agent()
+    agent.probabilities = lambda obs: np.tile([0.5, 0.5 - 1e-12], (len(obs), 1))  # rows sum to just under 1
+
+    class Top:
+        def random(self, n):
+            return np.full(n, 1.0 - 1e-13)
+
+    agent.rng = Top()
+    assert agent.act_batch(np.zeros((3, 3), np.float32)).tolist() == [1, 1, 1]

@@ -174,3 +174,15 @@ def test_episode_buffer_collects_whole_episodes_per_environment():
     assert buf.running_lengths().tolist() == [0, 0]
     with pytest.raises(ValueError, match="once per add"):
         buf.add(np.zeros((2, 1)), np.zeros(2), np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), np.array([1, 1]))
+
+
+def test_discounts_above_one_are_refused():
+    r = torch.zeros(2, 1)
+    v = torch.zeros(3, 1)
+    no = torch.zeros(2, 1, dtype=torch.bool)
+    with pytest.raises(ValueError, match="gamma"):
+        gae_advantages(r, v, no, no, ~no, gamma=1.5)
+    with pytest.raises(ValueError, match="lam"):
+        gae_advantages(r, v, no, no, ~no, gamma=0.9, lam=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        returns_to_go([1.0], 1.5)
