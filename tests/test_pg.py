@@ -209,6 +209,7 @@ def test_observe_by_hand_grows_per_environment_state_and_counts_steps():
 
     agent.observe(rows([2], [2], [1.0], [False]))  # env 2 first: per-env state must grow to 3 entries
     agent.observe(rows([0, 2], [1, 1], [5.0, 2.0], [True, True]))
+    assert len(agent._started_at) == 3
     assert agent.num_steps == 3
     assert len(agent.batch) == 2 and agent.batch_returns == [5.0, 3.0]
     obs, actions, g = agent.batch[1]
@@ -219,6 +220,9 @@ def test_observe_by_hand_grows_per_environment_state_and_counts_steps():
     # env 1 begins an episode after the update: it is fresh; env 0's next one too
     agent.observe(rows([1], [2], [1.0], [True]))
     assert len(agent.batch) == 1 and agent.dropped_steps == 0
+    # a new environment whose id equals the number known so far, beside a smaller one: the state grows again
+    agent.observe(rows([0, 3], [1, 1], [1.0, 1.0], [False, True]))
+    assert len(agent._started_at) == 4 and len(agent.batch) == 2
     assert set(np.asarray(agent.act_batch(np.zeros((50, 3), np.float32))).tolist()) <= {1, 2}
 
 
