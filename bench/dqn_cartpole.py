@@ -104,8 +104,11 @@ def run_ours(which: str, seed: int, budget: int, envs: int, window_rule: bool = 
             "checks": [[int(s), round(t, 3), round(m, 1)] for s, t, m in greedy.history]}
 
 
-def run_sb3(seed: int, budget: int, window_rule: bool = True) -> dict:
-    from stable_baselines3 import DQN
+def sb3_rules(seed: int, window_rule: bool = True):
+    """The greedy rule and the training window as a Stable-Baselines3 callback, with the evaluation time taken
+    off the clock: the same :func:`rlbook.evaluate.evaluate` on SB3's deterministic policy, with the same
+    evaluation seeds as :class:`rlbook.evaluate.GreedySolve` gets for our agents (``bench/pg_cartpole.py`` uses
+    it too)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Rules(BaseCallback):
@@ -157,11 +160,17 @@ def run_sb3(seed: int, budget: int, window_rule: bool = True) -> dict:
                 self.paused += time.perf_counter() - pause
             return not (self.greedy_steps is not None and (self.window_steps is not None or not window_rule))
 
+    return Rules()
+
+
+def run_sb3(seed: int, budget: int, window_rule: bool = True) -> dict:
+    from stable_baselines3 import DQN
+
     zoo = dict(SB3_ZOO)
     # the zoo decays epsilon over 16 % of its 5e4 steps; keep that schedule under the larger budget
     zoo["exploration_fraction"] = SB3_ZOO["exploration_fraction"] * SB3_ZOO_TIMESTEPS / budget
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, device="cpu", verbose=0, **zoo)
-    rules = Rules()
+    rules = sb3_rules(seed, window_rule)
     model.learn(total_timesteps=budget, callback=rules)
     rules.venv.close()
     return {"seed": seed, "greedy_steps": rules.greedy_steps, "greedy_seconds": rules.greedy_seconds,

@@ -11,7 +11,11 @@ one that never solves is ``null`` and counts as its budget in the median.
 
 **The agents**: ``reinforce`` -- ``PGConfig.cartpole()`` (the old text's REINFORCE: lr 0.01, 4 episodes per
 update) on ``--reinforce-envs`` CartPole copies; ``a2c`` -- ``A2CConfig.cartpole()`` on ``--a2c-envs`` copies.
-Both on Gymnasium's NumPy-vectorised CartPole, one PyTorch thread.
+Both on Gymnasium's NumPy-vectorised CartPole, one PyTorch thread. ``sb3_a2c`` and ``sb3_ppo`` --
+Stable-Baselines3's A2C and PPO with RL Zoo's CartPole-v1 hyperparameters (``SB3_ZOO``: 8 environments in SB3's
+own ``make_vec_env``; PPO's linear schedules refer to the zoo's 100,000 steps, which is then its budget), judged
+by the same rule through ``bench/dqn_cartpole.py``'s SB3 callback (same evaluation code and seeds). Results go
+beside ours in ``results/10_a2c/a2c_cartpole.json`` with the ratios of the medians.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval_seed  # noqa: E402
+from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval_seed, ratio, sb3_rules  # noqa: E402
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlbook.agents.pg import PGConfig, ReinforceAgent  # noqa: E402
@@ -35,7 +39,33 @@ from rlbook.evaluate import GreedySolve  # noqa: E402
 from rlbook.results import git_commit, summarize, write_results  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
-RESULTS = {"reinforce": "09_pg/pg_cartpole", "a2c": "10_a2c/a2c_cartpole"}
+RESULTS = {"reinforce": "09_pg/pg_cartpole", "a2c": "10_a2c/a2c_cartpole", "sb3_a2c": "10_a2c/a2c_cartpole",
+           "sb3_ppo": "10_a2c/a2c_cartpole"}
+#: RL Zoo's CartPole-v1 settings (rl-baselines3-zoo hyperparams/a2c.yml and ppo.yml); "lin_x" is a linear
+#: schedule from x to 0 over the zoo's n_timesteps
+SB3_ZOO = {"sb3_a2c": dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
+           "sb3_ppo": dict(n_envs=8, n_timesteps=100_000, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+                           n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2")}
+
+
+def run_sb3(kind: str, seed: int) -> dict:
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    zoo = dict(SB3_ZOO[kind])
+    n_envs, budget = zoo.pop("n_envs"), zoo.pop("n_timesteps")
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(zoo.get(key), str):  # lin_x: x * progress_remaining
+            start = float(zoo[key].split("_")[1])
+            zoo[key] = lambda progress, start=start: start * progress
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=seed)
+    model = (A2C if kind == "sb3_a2c" else PPO)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **zoo)
+    rules = sb3_rules(seed, window_rule=False)
+    model.learn(total_timesteps=budget, callback=rules)
+    rules.venv.close()
+    return {"seed": seed, "greedy_steps": rules.greedy_steps, "greedy_seconds": rules.greedy_seconds,
+            "confirm_mean": rules.confirm_mean, "steps_run": int(model.num_timesteps), "seconds_run": rules.seconds(),
+            "budget": budget, "checks": rules.checks}
 
 
 def make_agent(kind: str, env, seed: int):
@@ -63,7 +93,8 @@ def run(kind: str, seed: int, budget: int, envs: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
-    p.add_argument("--agents", nargs="+", choices=("reinforce", "a2c"), default=["reinforce", "a2c"])
+    p.add_argument("--agents", nargs="+", choices=("reinforce", "a2c", "sb3_a2c", "sb3_ppo"),
+                   default=["reinforce", "a2c", "sb3_a2c", "sb3_ppo"])
     p.add_argument("--budget", type=int, default=200_000, help="env steps per run")
     p.add_argument("--reinforce-envs", type=int, default=1, help="CartPole copies for REINFORCE")
     p.add_argument("--a2c-envs", type=int, default=8, help="CartPole copies for A2C")
@@ -76,26 +107,58 @@ def main() -> None:
         envs = args.reinforce_envs if kind == "reinforce" else args.a2c_envs
         runs = []
         for seed in seeds:
-            r = run(kind, seed, args.budget, envs)
+            r = run_sb3(kind, seed) if kind.startswith("sb3") else run(kind, seed, args.budget, envs)
             runs.append(r)
             print(f"{kind} seed {seed}: greedy {r['greedy_steps']} steps {r['greedy_seconds']} s; ran "
                   f"{r['steps_run']} steps in {r['seconds_run']:.1f} s", flush=True)
+        budget = SB3_ZOO[kind]["n_timesteps"] if kind.startswith("sb3") else args.budget
         longest = round(max(r["seconds_run"] for r in runs), 3)
         metrics = {
-            f"{kind}_cartpole_greedy_steps_to_solve": summarize([r["greedy_steps"] for r in runs], args.budget,
+            f"{kind}_cartpole_greedy_steps_to_solve": summarize([r["greedy_steps"] for r in runs], budget,
                                                                 "env steps"),
             f"{kind}_cartpole_greedy_seconds_to_solve": summarize([r["greedy_seconds"] for r in runs], longest, "s"),
         }
-        config = (PGConfig.cartpole() if kind == "reinforce" else A2CConfig.cartpole()).to_dict()
-        out = write_results(RESULTS[kind], metrics, seeds, command=command, budget=args.budget,
-                            envs=f"CartPole-v1 x{envs} (gymnasium vector_entry_point)", config=config,
-                            torch_threads=args.threads, runs=runs, entry_commit=git_commit(),
-                            entry_date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                            solve_rule=(f"greedy: every {EVERY:,} env steps, {EPISODES} greedy episodes on fresh envs; "
-                                        f"solved when their mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy "
-                                        "episodes confirm it; evaluation time not counted; a run stops at its solve"),
-                            units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
+        if kind.startswith("sb3"):
+            config = dict(SB3_ZOO[kind])
+            envs_text = f"CartPole-v1 x{config['n_envs']} (stable_baselines3 make_vec_env)"
+        else:
+            config = (PGConfig.cartpole() if kind == "reinforce" else A2CConfig.cartpole()).to_dict()
+            envs_text = f"CartPole-v1 x{envs} (gymnasium vector_entry_point)"
+        entry = {"command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "budget": budget, "envs": envs_text, "config": config, "torch_threads": args.threads, "runs": runs}
+        out = merge_and_write(RESULTS[kind], metrics, {kind: entry}, seeds)
         print(f"wrote {out}", flush=True)
+
+
+def merge_and_write(name: str, metrics: dict, entries: dict, seeds: list[int]):
+    """Write over the file's current contents under a lock (the agents of one file may run in two processes),
+    then recompute the SB3 ratios when both sides are there."""
+    import fcntl
+    import json
+    import tempfile
+
+    from rlbook.results import results_path
+
+    path = results_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(tempfile.gettempdir()) / "rlbook-pg-cartpole.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
+        agents = {**old["provenance"].get("agents", {}), **entries}
+        merged = {k: v for k, v in old["metrics"].items()
+                  if not any(k.startswith(a + "_cartpole") for a in entries) and "_ratio" not in k}
+        merged.update(metrics)
+        for peer in ("sb3_a2c", "sb3_ppo"):
+            for unit in ("seconds", "steps"):
+                r = ratio(merged, f"{peer}_cartpole_greedy_{unit}_to_solve", f"a2c_cartpole_greedy_{unit}_to_solve",
+                          f"{peer} over our A2C, {unit} to the greedy solve")
+                if r:
+                    merged[f"{peer}_over_a2c_cartpole_greedy_{unit}_ratio"] = r
+        rule = (f"greedy: every {EVERY:,} env steps, {EPISODES} greedy episodes on fresh envs; solved when their "
+                f"mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy episodes confirm it; evaluation time not "
+                "counted; a run stops at its solve")
+        return write_results(name, dict(sorted(merged.items())), seeds, agents=agents, solve_rule=rule,
+                             units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
 
 
 if __name__ == "__main__":
