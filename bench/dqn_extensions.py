@@ -26,11 +26,8 @@ and C51's value distribution of three states. Writes ``results/07_dqn_ext/dqn_ex
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +41,7 @@ from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval
 from rlbook.agents.dqn import DQNAgent, DQNConfig  # noqa: E402
 from rlbook.diagnostics import CartPoleGreedyValue, HeldOutQ, NoisySNR, PriorityStats, cartpole_states  # noqa: E402
 from rlbook.evaluate import GreedySolve  # noqa: E402
-from rlbook.results import git_commit, results_path, summarize, write_results  # noqa: E402
+from rlbook.results import git_commit, merge_results, summarize, write_results  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
 RESULTS = "07_dqn_ext/dqn_extensions_cartpole"
@@ -98,21 +95,11 @@ def summarize_variant(variant: str, runs: list[dict], budget: int) -> dict:
     }
 
 
-def merge_and_write(name: str, metrics: dict, entries: dict, seeds_key: str = "seeds", **provenance) -> Path:
-    """Write ``metrics`` and ``entries`` (per variant) over the file's current contents, under a lock: two
-    processes measuring different variants can share one file."""
-    path = results_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(Path(tempfile.gettempdir()) / "rlbook-dqn-extensions.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
-        merged_entries = {**old["provenance"].get("variants", {}), **entries}
-        merged_metrics = {k: v for k, v in old["metrics"].items() if k.split("_cartpole_")[0] not in entries}
-        merged_metrics.update(metrics)
-        ordered = {v: merged_entries[v] for v in VARIANTS if v in merged_entries}
-        seeds = sorted({s for entry in ordered.values() for s in entry.get(seeds_key, [])})
-        out = write_results(name, dict(sorted(merged_metrics.items())), seeds, variants=ordered, **provenance)
-    return out
+def merge_and_write(name: str, metrics: dict, entries: dict, **provenance) -> Path:
+    """Write ``metrics`` and ``entries`` (per variant) over the file's current contents (two processes measuring
+    different variants can share one file)."""
+    return merge_results(name, "variants", entries, metrics, owner=lambda k: k.split("_cartpole_")[0],
+                         order=list(VARIANTS), **provenance)
 
 
 def measure(variants: list[str], seeds: list[int], budget: int, envs: int, threads: int) -> None:

@@ -36,7 +36,7 @@ from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlbook.agents.pg import PGConfig, ReinforceAgent  # noqa: E402
 from rlbook.evaluate import GreedySolve  # noqa: E402
-from rlbook.results import git_commit, summarize, write_results  # noqa: E402
+from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
 RESULTS = {"reinforce": "09_pg/pg_cartpole", "a2c": "10_a2c/a2c_cartpole", "sb3_a2c": "10_a2c/a2c_cartpole",
@@ -130,35 +130,28 @@ def main() -> None:
         print(f"wrote {out}", flush=True)
 
 
+def sb3_ratios(metrics: dict) -> dict:
+    """The SB3 agents' medians over our A2C's, where both are measured."""
+    out = {}
+    for peer in ("sb3_a2c", "sb3_ppo"):
+        for unit in ("seconds", "steps"):
+            r = ratio(metrics, f"{peer}_cartpole_greedy_{unit}_to_solve", f"a2c_cartpole_greedy_{unit}_to_solve",
+                      f"{peer} over our A2C, {unit} to the greedy solve")
+            if r:
+                out[f"{peer}_over_a2c_cartpole_greedy_{unit}_ratio"] = r
+    return out
+
+
 def merge_and_write(name: str, metrics: dict, entries: dict, seeds: list[int]):
-    """Write over the file's current contents under a lock (the agents of one file may run in two processes),
-    then recompute the SB3 ratios when both sides are there."""
-    import fcntl
-    import json
-    import tempfile
-
-    from rlbook.results import results_path
-
-    path = results_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(Path(tempfile.gettempdir()) / "rlbook-pg-cartpole.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
-        agents = {**old["provenance"].get("agents", {}), **entries}
-        merged = {k: v for k, v in old["metrics"].items()
-                  if not any(k.startswith(a + "_cartpole") for a in entries) and "_ratio" not in k}
-        merged.update(metrics)
-        for peer in ("sb3_a2c", "sb3_ppo"):
-            for unit in ("seconds", "steps"):
-                r = ratio(merged, f"{peer}_cartpole_greedy_{unit}_to_solve", f"a2c_cartpole_greedy_{unit}_to_solve",
-                          f"{peer} over our A2C, {unit} to the greedy solve")
-                if r:
-                    merged[f"{peer}_over_a2c_cartpole_greedy_{unit}_ratio"] = r
-        rule = (f"greedy: every {EVERY:,} env steps, {EPISODES} greedy episodes on fresh envs; solved when their "
-                f"mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy episodes confirm it; evaluation time not "
-                "counted; a run stops at its solve")
-        return write_results(name, dict(sorted(merged.items())), seeds, agents=agents, solve_rule=rule,
-                             units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
+    """Write over the file's current contents (the agents of one file may run in two processes), with the SB3
+    ratios recomputed from the merged medians."""
+    rule = (f"greedy: every {EVERY:,} env steps, {EPISODES} greedy episodes on fresh envs; solved when their "
+            f"mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy episodes confirm it; evaluation time not "
+            "counted; a run stops at its solve")
+    return merge_results(name, "agents", entries, metrics, owner=lambda k: k.split("_cartpole")[0],
+                         order=("reinforce", "a2c", "sb3_a2c", "sb3_ppo"), seeds=seeds, derive=sb3_ratios,
+                         solve_rule=rule,
+                         units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
 
 
 if __name__ == "__main__":

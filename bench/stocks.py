@@ -33,11 +33,8 @@ per seed).
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +56,7 @@ from rlbook.envs.stocks import (  # noqa: E402
     stocks_vector_env,
     synthetic_prices,
 )
-from rlbook.results import git_commit, results_path, summarize, write_results  # noqa: E402
+from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
 RESULTS = "08_stocks/stocks_dqn"
@@ -165,17 +162,9 @@ def metrics_for(experiment: str, runs: list[dict], base: list[dict]) -> dict:
 
 
 def merge_and_write(metrics: dict, entries: dict, seeds: list[int], **details) -> Path:
-    """Write over the file's current contents under a lock (two processes may run different experiments)."""
-    path = results_path(RESULTS)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(Path(tempfile.gettempdir()) / "rlbook-stocks.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
-        merged = {**old["provenance"].get("experiments", {}), **entries}
-        kept = {k: v for k, v in old["metrics"].items() if _experiment_of(k) not in entries}
-        kept.update(metrics)
-        ordered = {e: merged[e] for e in EXPERIMENTS if e in merged}
-        return write_results(RESULTS, dict(sorted(kept.items())), seeds, experiments=ordered, **details)
+    """Write over the file's current contents (two processes may run different experiments)."""
+    return merge_results(RESULTS, "experiments", entries, metrics, owner=_experiment_of, order=list(EXPERIMENTS),
+                         seeds=seeds, **details)
 
 
 def _experiment_of(metric: str) -> str:

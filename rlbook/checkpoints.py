@@ -14,7 +14,7 @@ A checkpoint is a small text header followed by a PyTorch-serialised payload::
   in the header by the header's own checks.
 * **Atomic writes.** The file is written under a temporary name in the same folder, flushed to disk, then
   renamed over the old one. A process killed while saving leaves the previous checkpoint intact.
-* **Safe loading.** The payload is read with ``torch.load(..., weights_only=True)``: tensors and plain
+* **Safe loading.** The payload is read by ``torch.load`` with ``weights_only=True``: tensors and plain
   values only, never arbitrary pickled objects.
 
 Defined in chapter 6 (DQN), used by every agent's ``save`` / ``load`` and by the trainer's

@@ -22,7 +22,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,37 @@ def write_results(name: str, metrics: dict[str, dict[str, Any]], seeds: Sequence
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def merge_results(name: str, entries_key: str, entries: dict[str, Any], metrics: dict[str, dict[str, Any]],
+                  owner: Callable[[str], str | None], order: Sequence[str] = (), seeds: Sequence[int] | None = None,
+                  derive: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **details: Any) -> Path:
+    """Write ``results/<name>.json`` over its current contents, under a lock, for a benchmark whose parts
+    (variants, experiments, agents) may be measured by separate processes.
+
+    ``entries`` (part -> its provenance entry) replace the file's entries of the same parts under
+    ``provenance[entries_key]``; ``metrics`` replace every metric that ``owner(metric)`` assigns to one of those
+    parts; everything else in the file is kept. Parts are written in the order of ``order`` (others after, in
+    the order they come). ``derive(metrics)`` returns metrics computed from the merged set (ratios between
+    parts). ``seeds`` defaults to the union of the entries' ``"seeds"``. Returns the path."""
+    import fcntl
+    import tempfile
+
+    path = results_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(Path(tempfile.gettempdir()) / f"rlbook-{name.replace('/', '-')}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        old = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "provenance": {}}
+        merged_entries = {**old["provenance"].get(entries_key, {}), **entries}
+        ordered = {k: merged_entries[k] for k in order if k in merged_entries}
+        ordered.update({k: v for k, v in merged_entries.items() if k not in ordered})
+        merged = {k: v for k, v in old["metrics"].items() if owner(k) not in entries}
+        merged.update(metrics)
+        if derive is not None:
+            merged.update(derive(merged))
+        if seeds is None:
+            seeds = sorted({s for entry in ordered.values() for s in entry.get("seeds", [])})
+        return write_results(name, dict(sorted(merged.items())), seeds, **{entries_key: ordered}, **details)
 
 
 def load_results(name: str) -> dict[str, Any]:

@@ -157,3 +157,26 @@ def test_schedules_at_their_edges():
     assert LinearSchedule(1.0, 0.0, 0).value_at(0) == 0.0  # no duration: the end at once
     fast = ExponentialSchedule(1.0, 0.0, 0.5)
     assert fast.value_at(1) == pytest.approx(0.25)  # two half-lives in one step
+
+
+def test_merge_results_keeps_the_other_parts_and_derives_from_the_merged_set(tmp_path, monkeypatch):
+    from rlbook.results import load_results, merge_results, summarize
+
+    (tmp_path / "rlbook").mkdir()
+    (tmp_path / "results").mkdir()
+    monkeypatch.chdir(tmp_path)
+    owner = lambda k: k.split("_x")[0]  # noqa: E731
+    derive = lambda m: {"ratio": {"value": m["b_x"]["median"] / m["a_x"]["median"]}} if "a_x" in m and "b_x" in m \
+        else {}  # noqa: E731
+    merge_results("t/m", "parts", {"b": {"seeds": [1, 2]}}, {"b_x": summarize([4.0, 4.0])}, owner, order=("a", "b"),
+                  derive=derive)
+    merge_results("t/m", "parts", {"a": {"seeds": [0]}}, {"a_x": summarize([2.0])}, owner, order=("a", "b"),
+                  derive=derive, note="second")
+    out = load_results("t/m")
+    assert list(out["provenance"]["parts"]) == ["a", "b"]  # in the given order, both kept
+    assert out["provenance"]["seeds"] == [0, 1, 2] and out["provenance"]["note"] == "second"
+    assert out["metrics"]["ratio"]["value"] == 2.0
+    merge_results("t/m", "parts", {"a": {"seeds": [0]}}, {"a_x": summarize([1.0])}, owner, derive=derive)
+    out = load_results("t/m")
+    assert out["metrics"]["a_x"]["median"] == 1.0 and out["metrics"]["b_x"]["median"] == 4.0
+    assert out["metrics"]["ratio"]["value"] == 4.0  # re-derived from the new medians

@@ -294,6 +294,26 @@ def _version() -> str:
     return __version__
 
 
+def sample_actions(probs: np.ndarray, rng: np.random.Generator, explore: bool) -> np.ndarray:
+    """Actions ``(n,)`` (indices from 0) for rows of action probabilities ``(n, n_actions)``: one draw per row from
+    ``rng`` by inverse-CDF sampling (``explore``), or each row's most likely action. A draw that falls past the
+    last cumulative probability (rows that sum to just under 1 after rounding) takes the last action. The
+    softmax-policy agents (CEM, REINFORCE, A2C) act with it."""
+    if not explore:
+        return probs.argmax(axis=1)
+    u = rng.random(len(probs))[:, None]
+    return (probs.cumsum(axis=1) < u).sum(axis=1).clip(max=probs.shape[1] - 1)
+
+
+def check_state_shapes(module: torch.nn.Module, saved: dict[str, Any], what: str) -> None:
+    """Raise ``ValueError`` when a checkpoint's ``saved`` state dict has other parameter names or shapes than
+    ``module`` (before anything is loaded, so that a failed load changes nothing)."""
+    ours = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in saved.items()}
+    if ours != theirs:
+        raise ValueError(f"the checkpoint's {what} has parameter shapes {theirs}, this agent's has {ours}")
+
+
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
     """A NumPy generator's state as plain Python values (loadable with ``weights_only=True``)."""
     state = rng.bit_generator.state

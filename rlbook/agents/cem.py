@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
+from rlbook.agents.base import Agent, Transition, check_state_shapes, rng_state, sample_actions, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP
@@ -241,15 +241,7 @@ class CEMAgent(Agent):
 
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         """Sample from the softmax policy (``explore``) or take its most likely action; ``(n,)`` int64."""
-        probs = self.probabilities(obs)
-        if explore:
-            # Inverse-CDF sampling with the agent's own generator: one vectorised draw per step.
-            u = self.rng.random((len(probs), 1))
-            actions = (np.cumsum(probs, axis=1) < u).sum(axis=1)
-            actions = np.minimum(actions, self.n_actions - 1)
-        else:
-            actions = probs.argmax(axis=1)
-        return actions + self.action_start
+        return sample_actions(self.probabilities(obs), self.rng, explore) + self.action_start
 
     # ------------------------------------------------------------------ experience
     def observe(self, transition: Transition) -> None:
@@ -342,10 +334,7 @@ class CEMAgent(Agent):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        ours = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
-        theirs = {k: tuple(v.shape) for k, v in state["net"].items()}
-        if ours != theirs:
-            raise ValueError(f"the checkpoint's network has parameter shapes {theirs}, this agent's has {ours}")
+        check_state_shapes(self.net, state["net"], "network")
         super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])

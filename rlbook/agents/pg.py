@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlbook.agents.base import Agent, Transition, rng_state, set_rng_state
+from rlbook.agents.base import Agent, Transition, check_state_shapes, rng_state, sample_actions, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP, clip_grad_norm
@@ -124,13 +124,7 @@ class ReinforceAgent(Agent):
             return torch.softmax(logits, dim=1).double().cpu().numpy()
 
     def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        probs = self.probabilities(obs)
-        if explore:  # inverse-CDF sampling, one uniform draw per row
-            u = self.rng.random(len(probs))[:, None]
-            actions = (probs.cumsum(axis=1) < u).sum(axis=1).clip(max=self.n_actions - 1)
-        else:
-            actions = probs.argmax(axis=1)
-        return actions + self.action_start
+        return sample_actions(self.probabilities(obs), self.rng, explore) + self.action_start
 
     # ------------------------------------------------------------------ storing
     def begin_run(self, num_envs: int) -> None:
@@ -207,10 +201,7 @@ class ReinforceAgent(Agent):
                 "rng": rng_state(self.rng), "num_updates": self.num_updates, "dropped_steps": self.dropped_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        ours = {k: tuple(v.shape) for k, v in self.policy.state_dict().items()}
-        theirs = {k: tuple(v.shape) for k, v in state["policy"].items()}
-        if ours != theirs:
-            raise ValueError(f"the checkpoint's policy has parameter shapes {theirs}, this agent's has {ours}")
+        check_state_shapes(self.policy, state["policy"], "policy")
         super().load_state_dict(state)
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
