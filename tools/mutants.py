@@ -74,7 +74,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                ["Prices.relative", "StocksEnv.reset", "StocksEnv.step", "StocksEnv._observation", "backtest",
                 "Backtest.max_drawdown", "BacktestCurve.after_step", "stocks_vector_env", "load_prices"],
                ["tests/test_stocks.py"]),
-    "policy": ("rlbook/agents/base.py", ["sample_actions", "check_state_shapes"],
+    "policy": ("rlbook/agents/base.py", ["sample_actions"],
                ["tests/test_pg.py", "tests/test_a2c.py", "tests/test_cem.py"]),
     "rollout": ("rlbook/rollout.py",
                 ["RolloutBuffer.add", "gae_advantages", "returns_to_go", "EpisodeBuffer.add",
