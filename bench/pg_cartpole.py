@@ -10,7 +10,9 @@
 one that never solves is ``null`` and counts as its budget in the median.
 
 **The agents**: ``reinforce`` -- ``PGConfig.cartpole()`` (the old text's REINFORCE: lr 0.01, 4 episodes per
-update) on ``--reinforce-envs`` CartPole copies; ``a2c`` -- ``A2CConfig.cartpole()`` on ``--a2c-envs`` copies.
+update) on ``--reinforce-envs`` CartPole copies; ``pg`` -- ``NStepPGConfig.cartpole()`` (the old text's policy
+gradient: 10-step rewards, running-mean baseline, entropy 0.01, batches of 8 steps, lr 0.001) on as many;
+``a2c`` -- ``A2CConfig.cartpole()`` on ``--a2c-envs`` copies.
 Both on Gymnasium's NumPy-vectorised CartPole, one PyTorch thread. ``sb3_a2c`` and ``sb3_ppo`` --
 Stable-Baselines3's A2C and PPO with RL Zoo's CartPole-v1 hyperparameters (``SB3_ZOO``: 8 environments in SB3's
 own ``make_vec_env``; PPO's linear schedules refer to the zoo's 100,000 steps, which is then its budget), judged
@@ -34,13 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval_seed, ratio, sb3_rules  # noqa: E402
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
-from rlbook.agents.pg import PGConfig, ReinforceAgent  # noqa: E402
+from rlbook.agents.pg import NStepPGAgent, NStepPGConfig, PGConfig, ReinforceAgent  # noqa: E402
 from rlbook.evaluate import GreedySolve  # noqa: E402
 from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
-RESULTS = {"reinforce": "09_pg/pg_cartpole", "a2c": "10_a2c/a2c_cartpole", "sb3_a2c": "10_a2c/a2c_cartpole",
-           "sb3_ppo": "10_a2c/a2c_cartpole"}
+RESULTS = {"reinforce": "09_pg/pg_cartpole", "pg": "09_pg/pg_cartpole", "a2c": "10_a2c/a2c_cartpole",
+           "sb3_a2c": "10_a2c/a2c_cartpole", "sb3_ppo": "10_a2c/a2c_cartpole"}
 #: RL Zoo's CartPole-v1 settings (rl-baselines3-zoo hyperparams/a2c.yml and ppo.yml); "lin_x" is a linear
 #: schedule from x to 0 over the zoo's n_timesteps
 SB3_ZOO = {"sb3_a2c": dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
@@ -72,6 +74,9 @@ def make_agent(kind: str, env, seed: int):
     if kind == "reinforce":
         return ReinforceAgent(env.single_observation_space, env.single_action_space,
                               PGConfig.cartpole(seed=seed, device="cpu"))
+    if kind == "pg":
+        return NStepPGAgent(env.single_observation_space, env.single_action_space,
+                            NStepPGConfig.cartpole(seed=seed, device="cpu"))
     return A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=seed, device="cpu"))
 
 
@@ -93,8 +98,8 @@ def run(kind: str, seed: int, budget: int, envs: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
-    p.add_argument("--agents", nargs="+", choices=("reinforce", "a2c", "sb3_a2c", "sb3_ppo"),
-                   default=["reinforce", "a2c", "sb3_a2c", "sb3_ppo"])
+    p.add_argument("--agents", nargs="+", choices=("reinforce", "pg", "a2c", "sb3_a2c", "sb3_ppo"),
+                   default=["reinforce", "pg", "a2c", "sb3_a2c", "sb3_ppo"])
     p.add_argument("--budget", type=int, default=200_000, help="env steps per run")
     p.add_argument("--reinforce-envs", type=int, default=1, help="CartPole copies for REINFORCE")
     p.add_argument("--a2c-envs", type=int, default=8, help="CartPole copies for A2C")
@@ -104,7 +109,7 @@ def main() -> None:
     seeds = list(range(args.seeds))
     command = "python " + " ".join(shlex.quote(a) for a in ["bench/pg_cartpole.py", *sys.argv[1:]])
     for kind in args.agents:
-        envs = args.reinforce_envs if kind == "reinforce" else args.a2c_envs
+        envs = args.reinforce_envs if kind in ("reinforce", "pg") else args.a2c_envs
         runs = []
         for seed in seeds:
             r = run_sb3(kind, seed) if kind.startswith("sb3") else run(kind, seed, args.budget, envs)
@@ -122,7 +127,8 @@ def main() -> None:
             config = dict(SB3_ZOO[kind])
             envs_text = f"CartPole-v1 x{config['n_envs']} (stable_baselines3 make_vec_env)"
         else:
-            config = (PGConfig.cartpole() if kind == "reinforce" else A2CConfig.cartpole()).to_dict()
+            presets = {"reinforce": PGConfig.cartpole, "pg": NStepPGConfig.cartpole, "a2c": A2CConfig.cartpole}
+            config = presets[kind]().to_dict()
             envs_text = f"CartPole-v1 x{envs} (gymnasium vector_entry_point)"
         entry = {"command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "budget": budget, "envs": envs_text, "config": config, "torch_threads": args.threads, "runs": runs}
@@ -149,7 +155,7 @@ def merge_and_write(name: str, metrics: dict, entries: dict, seeds: list[int]):
             f"mean >= {THRESHOLD:g} and {CONFIRM} more fresh greedy episodes confirm it; evaluation time not "
             "counted; a run stops at its solve")
     return merge_results(name, "agents", entries, metrics, owner=lambda k: k.split("_cartpole")[0],
-                         order=("reinforce", "a2c", "sb3_a2c", "sb3_ppo"), seeds=seeds, derive=sb3_ratios,
+                         order=("reinforce", "pg", "a2c", "sb3_a2c", "sb3_ppo"), seeds=seeds, derive=sb3_ratios,
                          solve_rule=rule,
                          units="env steps (one step of one CartPole); seconds of training, evaluation excluded")
 

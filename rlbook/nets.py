@@ -363,6 +363,18 @@ def noisy_layers(module: nn.Module) -> list[tuple[str, NoisyLinear]]:
     return [(name, m) for name, m in module.named_modules() if isinstance(m, NoisyLinear)]
 
 
+def make_adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam with the fused kernel (one call per step for all parameters, on CPU and CUDA), else ``foreach``.
+
+    The default (single-tensor) Adam loops over the parameters in Python; for the small networks of the
+    CartPole chapters that loop costs as much as the gradient itself."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.Adam(params, lr=lr, eps=eps, foreach=True)
+
+
 def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
     """Scale the gradients of ``parameters`` in place so that their global L2 norm is at most ``max_norm``.
 

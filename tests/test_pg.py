@@ -236,3 +236,102 @@ def test_sampling_never_returns_an_action_past_the_last_when_rounding_leaves_a_g
 
     agent.rng = Top()
     assert agent.act_batch(np.zeros((3, 3), np.float32)).tolist() == [1, 1, 1]
+
+
+# ---------------------------------------------------------------------- n-step policy gradient
+def nstep_rows(env_ids, obs0, actions, rewards, terminated, truncated=None):
+    from rlbook.transition import Transition
+
+    n = len(env_ids)
+    return Transition(obs=np.array([[o, 0.0, 0.0] for o in obs0], np.float32), action=np.array(actions),
+                      reward=np.array(rewards, np.float32), next_obs=np.zeros((n, 3), np.float32),
+                      terminated=np.array(terminated), truncated=np.zeros(n, bool) if truncated is None
+                      else np.array(truncated), env_ids=np.array(env_ids))
+
+
+def test_nstep_weights_by_hand_with_termination_truncation_and_two_envs():
+    from rlbook.agents.pg import NStepPGAgent, NStepPGConfig
+
+    agent = NStepPGAgent(BOX3, gym.spaces.Discrete(2), NStepPGConfig(
+        gamma=0.5, reward_steps=3, batch_steps=100, baseline=False, seed=0, device="cpu"))
+    # env 0: rewards 1, 2, 4, 8 then termination; env 1: rewards 16, 32 then truncation
+    agent.observe(nstep_rows([0, 1], [0, 10], [0, 1], [1.0, 16.0], [False, False]))
+    agent.observe(nstep_rows([0, 1], [1, 11], [1, 0], [2.0, 32.0], [False, False], [False, True]))
+    assert [r[2] for r in agent._ready] == [16 + 0.5 * 32, 32.0]  # truncation flushes, no bootstrap
+    agent.observe(nstep_rows([0], [2], [1], [4.0], [False]))
+    assert agent._ready[-1][2] == 1 + 0.5 * 2 + 0.25 * 4  # the window is full: step 0 leaves with 3 rewards
+    agent.observe(nstep_rows([0], [3], [0], [8.0], [True]))
+    got = {float(r[0][0]): r[2] for r in agent._ready}
+    assert got == {10.0: 32.0, 11.0: 32.0, 0.0: 3.0, 1.0: 2 + 0.5 * 4 + 0.25 * 8, 2.0: 4 + 0.5 * 8, 3.0: 8.0}
+    assert [r[1] for r in agent._ready if r[0][0] < 10] == [0, 1, 1, 0]  # actions travel with their steps
+    assert agent._scales == [r[2] for r in agent._ready]  # no baseline: the weight is the n-step reward
+
+
+def test_nstep_running_mean_baseline_and_batches():
+    from rlbook.agents.pg import NStepPGAgent, NStepPGConfig
+
+    agent = NStepPGAgent(BOX3, gym.spaces.Discrete(2), NStepPGConfig(
+        gamma=0.9, reward_steps=1, batch_steps=3, seed=0, device="cpu"))
+    seen = []
+    agent.learn_from = lambda obs, actions, w: seen.append(w.clone()) or {}
+    for r in (1.0, 3.0, 5.0, 7.0):  # n = 1: each step's weight is its reward minus the mean so far
+        agent.observe(nstep_rows([0], [0], [0], [r], [False]))
+    metrics = agent.update()
+    torch.testing.assert_close(seen[0], torch.tensor([1 - 1.0, 3 - 2.0, 5 - 3.0, 7 - 4.0]))
+    assert metrics["baseline"] == 4.0 and agent.update() == {}  # the batch was used up
+    agent.observe(nstep_rows([0], [0], [0], [-20.0], [True]))
+    assert agent._scales == [-20.0 - (16 - 20) / 5]
+
+
+def test_nstep_pg_learns_a_short_corridor_and_round_trips(tmp_path):
+    from rlbook.agents.pg import NStepPGAgent, NStepPGConfig
+
+    env = ChainEnv(4)
+    agent = NStepPGAgent(env.observation_space, env.action_space, NStepPGConfig(
+        gamma=0.9, lr=0.02, reward_steps=4, batch_steps=8, hidden=(16,), seed=0, device="cpu"))
+    start = np.eye(4, dtype=np.float32)[:1]
+    before = agent.probabilities(start)[0, 1]
+    agent.learn(env, total_steps=3_000, seed=0)
+    assert agent.probabilities(start)[0, 1] > max(0.9, before)
+    assert agent.num_updates > 100 and agent.reward_count > 2_000
+    c = NStepPGAgent.from_checkpoint(agent.save(tmp_path / "npg.pt"))
+    assert (c.reward_sum, c.reward_count) == (agent.reward_sum, agent.reward_count)
+    np.testing.assert_array_equal(c.probabilities(start), agent.probabilities(start))
+
+
+def test_per_sample_gradients_match_autograd_one_by_one_and_average_to_the_batch_gradient():
+    from rlbook.agents.pg import per_sample_gradients
+
+    agent = ReinforceAgent(BOX3, gym.spaces.Discrete(3), PGConfig(hidden=(5,), seed=0, device="cpu"))
+    torch.manual_seed(1)
+    obs, actions, w = torch.randn(6, 3), torch.tensor([0, 2, 1, 1, 0, 2]), torch.randn(6)
+    grads = per_sample_gradients(agent.policy, obs, actions, w)
+    params = list(agent.policy.parameters())
+    assert grads.shape == (6, sum(p.numel() for p in params))
+    for i in range(6):
+        agent.policy.zero_grad()
+        (-torch.log_softmax(agent.policy(obs[i:i + 1]), 1)[0, actions[i]] * w[i]).backward()
+        torch.testing.assert_close(grads[i], torch.cat([p.grad.reshape(-1) for p in params]))
+    agent.policy.zero_grad()
+    loss, _ = agent.loss(obs, actions, w)  # no baseline, no entropy bonus: the mean of the rows
+    loss.backward()
+    torch.testing.assert_close(grads.mean(0), torch.cat([p.grad.reshape(-1) for p in params]))
+    with pytest.raises(ValueError, match="one row per sample"):
+        per_sample_gradients(agent.policy, obs, actions[:5], w)
+
+
+def test_gradient_variance_by_hand_and_a_baseline_lowers_it():
+    from rlbook.agents.pg import gradient_variance, per_sample_gradients
+
+    g = torch.tensor([[1.0, 0.0], [3.0, 2.0]])  # mean (2, 1); squared distances 2 and 2
+    got = gradient_variance(g)
+    assert got == {"variance": 2.0, "mean_sq_norm": 5.0, "snr": 2.5}
+    with pytest.raises(ValueError, match="n >= 2"):
+        gradient_variance(g[:1])
+    agent = linear_agent()
+    torch.manual_seed(0)
+    obs, actions = torch.randn(500, 3), torch.randint(0, 2, (500,))
+    returns = 50 + torch.randn(500)  # large positive returns, as on CartPole
+    raw = gradient_variance(per_sample_gradients(agent.policy, obs, actions, returns))
+    centred = gradient_variance(per_sample_gradients(agent.policy, obs, actions, returns - returns.mean()))
+    assert centred["variance"] < raw["variance"] / 100

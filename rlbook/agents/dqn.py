@@ -40,7 +40,7 @@ from torch import nn
 from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, set_rng_state
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
-from rlbook.nets import MLP, Conv1dNet, NatureCNN, NoisyLinear, QHead, clip_grad_norm, noisy_layers
+from rlbook.nets import MLP, Conv1dNet, NatureCNN, NoisyLinear, QHead, clip_grad_norm, make_adam, noisy_layers
 from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
@@ -303,15 +303,6 @@ def categorical_projection(probs: torch.Tensor, reward: torch.Tensor, discount: 
     projected.scatter_add_(1, lower.long(), probs * (1.0 - weight_upper))
     projected.scatter_add_(1, upper.long(), probs * weight_upper)
     return projected
-
-
-def make_adam(params, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (one call per step for all parameters; CPU and CUDA), else foreach."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
-        return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 class EpsilonGreedy:

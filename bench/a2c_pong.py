@@ -1,0 +1,152 @@
+"""A2C on Pong (chapter 10): env steps and seconds until the mean score of the last 100 games reaches 18.
+
+Writes ``results/10_a2c/<results-name>.json``::
+
+    python bench/a2c_pong.py --device cuda                               # the full run (a GPU), a2c_pong.json
+    python bench/a2c_pong.py --device cpu --max-minutes 25 \\
+        --results-name a2c_pong_cpu_proof                                # a short CPU proof run
+
+Settings: ``A2CConfig.pong()`` (the old text's: 4-step returns, Adam lr 0.001 with eps 1e-3, entropy bonus 0.01,
+gradient clipping at 0.1, one Nature CNN shared by actor and critic) on ``--num-envs`` (50) copies of Pong in
+ale-py's C++ vector env (``rlbook.envs.atari.make_atari("Pong", n, vectorized="ale")``: the DQN
+preprocessing, rewards clipped to their sign for learning). Command-line options override single fields
+(``--lr 0.003`` is the old text's tuned rate). Scores are real game scores (21 points wins), read by the
+``GameScores`` plugin. One env step is 4 emulator frames; the file gives both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
+from rlbook.core import resolve_device, seed_everything  # noqa: E402
+from rlbook.envs.atari import make_atari  # noqa: E402
+from rlbook.logs import GameScores  # noqa: E402
+from rlbook.results import summarize, write_results  # noqa: E402
+from rlbook.train import Checkpoint, Plugin, Trainer  # noqa: E402
+
+FRAME_SKIP = 4
+#: A2CConfig fields that the command line can override, with their parsers.
+OVERRIDES = {"lr": float, "adam_eps": float, "n_steps": int, "entropy_beta": float, "value_coef": float,
+             "max_grad_norm": float, "gae_lambda": float, "gamma": float}
+
+
+class Progress(Plugin):
+    """Every ``every`` env steps: record (step, seconds, games, mean score of the last 10 games, loss,
+    entropy) and print one line; stop once ``max_seconds`` of training have passed."""
+
+    columns = ["step", "seconds", "games", "mean10", "loss", "entropy"]
+
+    def __init__(self, scores: GameScores, every: int, max_seconds: float, quiet: bool = False):
+        self.scores, self.every, self.max_seconds, self.quiet = scores, every, max_seconds, quiet
+        self.rows: list[list[float]] = []
+        self._next = every
+
+    def after_step(self, trainer, transition, metrics):
+        if trainer.step < self._next:
+            return
+        self._next += self.every
+        seconds = trainer.seconds()
+        m = trainer.last_metrics
+        loss, entropy = (float(m[k]) if k in m else math.nan for k in ("loss", "entropy"))
+        row = [trainer.step, round(seconds, 1), len(self.scores.scores), round(self.scores.mean(10), 2),
+               round(loss, 4), round(entropy, 4)]
+        self.rows.append(row)
+        if not self.quiet:
+            print(f"step {row[0]:>9,}  {row[1]:>7.0f} s  {trainer.step / max(seconds, 1e-9):6.0f} steps/s  "
+                  f"games {row[2]:>5}  mean10 {row[3]:6.2f}  loss {row[4]:.4f}  entropy {row[5]:.3f}", flush=True)
+        if seconds >= self.max_seconds:
+            trainer.stop(f"time limit of {self.max_seconds:.0f} s")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto")
+    p.add_argument("--num-envs", type=int, default=50, help="Pong copies in ale-py's vector env")
+    p.add_argument("--total-steps", type=int, default=10_000_000, help="budget in env steps (x4 frames)")
+    p.add_argument("--max-minutes", type=float, default=math.inf, help="stop training after this wall time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=18.0, help="mean score of the last --window games")
+    p.add_argument("--window", type=int, default=100)
+    p.add_argument("--results-name", default=None,
+                   help="file name under results/10_a2c (default a2c_pong on CUDA, a2c_pong_cpu otherwise)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--env-threads", type=int, default=0, help="C++ threads stepping the emulators (0: one per core)")
+    p.add_argument("--log-every", type=int, default=50_000, help="env steps between progress rows")
+    p.add_argument("--checkpoint", default=None, help="save the agent here (and resume from it when present)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also save every this many env steps")
+    p.add_argument("--quiet", action="store_true")
+    for field, kind in OVERRIDES.items():
+        p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override A2CConfig.{field}")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    name = args.results_name or ("a2c_pong" if device.type == "cuda" else "a2c_pong_cpu")
+    overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
+    config = A2CConfig.pong(device=str(device), seed=args.seed, **overrides)
+
+    seed_everything(args.seed)
+    env = make_atari("Pong", args.num_envs, vectorized="ale", num_threads=args.env_threads)
+    agent = A2CAgent(env.single_observation_space, env.single_action_space, config)
+    scores = GameScores(threshold=args.threshold, window=args.window)
+    progress = Progress(scores, args.log_every, args.max_minutes * 60, quiet=args.quiet)
+    plugins = [scores, progress]
+    if args.checkpoint:
+        plugins.append(Checkpoint(args.checkpoint, every_steps=args.checkpoint_every))
+    trainer = Trainer(agent, env, total_steps=args.total_steps, plugins=plugins, seed=args.seed).run()
+    env.close()
+
+    elapsed = trainer.elapsed
+    solved = scores.solved_at_step is not None
+    last = scores.scores[-args.window:]
+    first = scores.scores[:args.window]
+    metrics = {
+        "a2c_pong_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="env steps"),
+        "a2c_pong_frames_to_solve": summarize([None if not solved else FRAME_SKIP * scores.solved_at_step],
+                                              budget=FRAME_SKIP * trainer.step, unit="frames"),
+        "a2c_pong_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
+        "a2c_pong_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
+        "a2c_pong_first_mean_score": summarize([float(np.mean(first)) if first else None],
+                                               unit=f"mean score of the first {len(first)} games"),
+        "a2c_pong_final_mean_score": summarize([float(np.mean(last)) if last else None],
+                                               unit=f"mean score of the last {len(last)} games"),
+    }
+    if device.type != "cuda":  # the seconds-to-solve metric is the GPU run's
+        del metrics["a2c_pong_seconds_to_solve"]
+    path = write_results(
+        f"10_a2c/{name}", metrics, seeds=[args.seed],
+        settings={"overrides": overrides, "config": config.to_dict(), "num_envs": args.num_envs,
+                  "total_steps": args.total_steps,
+                  "max_minutes": None if math.isinf(args.max_minutes) else args.max_minutes,
+                  "threshold": args.threshold, "window": args.window, "frame_skip": FRAME_SKIP,
+                  "torch_threads": torch.get_num_threads(), "device": str(device),
+                  "env": f"make_atari('Pong', {args.num_envs}, vectorized='ale', num_threads={args.env_threads})"},
+        run={"steps": trainer.step, "seconds": round(elapsed, 1), "stop_reason": trainer.stop_reason,
+             "games": len(scores.scores), "updates": agent.num_updates, "solved": solved},
+        curve={"game_end_steps": scores.end_steps, "game_end_seconds": [round(s, 1) for s in scores.end_seconds],
+               "game_scores": [round(s) for s in scores.scores]},
+        progress={"columns": Progress.columns, "rows": progress.rows},
+    )
+    if not args.quiet:
+        print(f"{trainer.stop_reason}: {trainer.step:,} env steps in {elapsed:.0f} s "
+              f"({FRAME_SKIP * trainer.step / elapsed:.0f} frames/s), {len(scores.scores)} games, "
+              f"mean of the last {len(last)}: {np.mean(last) if last else float('nan'):.2f}")
+        print("wrote", path)
+    return path
+
+
+if __name__ == "__main__":
+    main()
