@@ -70,6 +70,36 @@ class _PeriodicMetrics(Plugin):
         raise NotImplementedError
 
 
+class MetricsHistory(_PeriodicMetrics):
+    """Keeps the agent's metrics in memory, averaged over every ``every_steps`` environment steps, for plots
+    in a notebook (the CSV and TensorBoard loggers below write the same averages to disk).
+
+    After training, :meth:`series` gives one metric as ``(steps, values)`` arrays."""
+
+    def __init__(self, every_steps: int = 1_000):
+        super().__init__(every_steps)
+        #: One ``(step, {metric: mean since the previous row})`` per write.
+        self.rows: list[tuple[int, dict[str, float]]] = []
+
+    def _write(self, trainer: Trainer) -> None:
+        averages = self._averager.pop()
+        if averages:
+            self.rows.append((int(trainer.step), averages))
+
+    def after_training(self, trainer: Trainer) -> None:
+        self._write(trainer)  # the last, partial period
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` of metric ``name`` (the rows that have it); ``KeyError`` listing the metrics
+        recorded when no row has it."""
+        rows = [(step, m[name]) for step, m in self.rows if name in m]
+        if not rows:
+            known = sorted({k for _, m in self.rows for k in m})
+            raise KeyError(f"no metric {name!r} was recorded; recorded: {known}")
+        steps, values = zip(*rows)
+        return np.array(steps), np.array(values, dtype=np.float64)
+
+
 class ProgressBar(Plugin):
     """A tqdm progress bar over environment steps (or episodes when only an episode budget is set),
     showing the mean return of the last ``window`` episodes and steps per second."""

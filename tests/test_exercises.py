@@ -102,6 +102,13 @@ def arguments(ex: Exercise, namespace: Any, **override: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- wrong answers, per exercise
+def _advantages_through_termination(rewards, values, terminated, gamma):
+    out, ret = np.zeros(len(rewards)), values[-1]
+    for t in reversed(range(len(rewards))):
+        ret = rewards[t] + gamma * ret
+        out[t] = ret - values[t]
+    return out
+
 def _loopy_sq_dist(a, b):
     return torch.stack([((a - row) ** 2).sum(dim=1) for row in b], dim=1)
 
@@ -301,6 +308,28 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
                                                    - np.r_[0, np.cumsum(r)]))},
         {"my_max_drawdown": lambda r: float(np.max(np.r_[0, np.cumsum(r)]) - np.min(np.r_[0, np.cumsum(r)]))},
         {"my_max_drawdown": lambda r: [1.0, 2.0]}],
+    "ch09.returns_to_go": [
+        {"my_returns_to_go": lambda r, g: [sum(g ** k * r[k] for k in range(t + 1)) for t in range(len(r))]},
+        {"my_returns_to_go": lambda r, g: np.cumsum(r[::-1])[::-1]},
+        {"my_returns_to_go": lambda r, g: [sum(g ** k * x for k, x in enumerate(r))] * len(r)},
+        {"my_returns_to_go": lambda r, g: [0.0] * (len(r) + 1)},
+        {"my_returns_to_go": lambda r, g: "G"}],
+    "ch09.score_function": [
+        {"my_score": lambda z, a: np.exp(z) / np.exp(z).sum() - np.eye(len(z))[a]},
+        {"my_score": lambda z, a: np.eye(len(z))[a]},
+        {"my_score": lambda z, a: np.eye(len(z))[a] - np.exp(z)},
+        {"my_score": lambda z, a: [1.0]}],
+    "ch10.nstep_advantage": [
+        {"my_advantages": _advantages_through_termination},
+        {"my_advantages": lambda r, v, d, g: np.zeros(len(v))},
+        {"my_advantages": lambda r, v, d, g: [r[t] + g * v[t + 1] * (not d[t]) - v[t] for t in range(len(r))]},
+        {"my_advantages": lambda r, v, d, g: "A"}],
+    "ch10.entropy": [
+        {"my_entropy": lambda p: float(-(p * np.log(p)).sum())},
+        {"my_entropy": lambda p: float((p[p > 0] * np.log(p[p > 0])).sum())},
+        {"my_entropy": lambda p: float(-(p[p > 0] * np.log2(p[p > 0])).sum())},
+        {"my_entropy": lambda p: float(-(p[p > 0] * np.log(p[p > 0])).mean())},
+        {"my_entropy": lambda p: [1.0, 2.0]}],
 }
 
 

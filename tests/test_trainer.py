@@ -310,6 +310,24 @@ def test_loggers_write_csv_and_tensorboard(tmp_path):
     assert len(events.Scalars("episode/return")) == trainer.episodes
 
 
+def test_metrics_history_averages_each_period_and_keeps_the_last_partial_one():
+    from rlbook.logs import MetricsHistory
+
+    class Scripted(RandomAgent):  # metric "k" = the agent's step count, on every other step
+        def update(self):
+            return {"k": float(self.num_steps)} if self.num_steps % 2 == 0 else {}
+
+    env = gym.make("CartPole-v1")
+    history = MetricsHistory(every_steps=10)
+    Trainer(Scripted(env.observation_space, env.action_space), env, total_steps=25, seed=0,
+            plugins=[history]).run()
+    steps, values = history.series("k")
+    assert steps.tolist() == [10, 20, 25]
+    assert values.tolist() == [np.mean([2, 4, 6, 8, 10]), np.mean([12, 14, 16, 18, 20]), np.mean([22, 24])]
+    with pytest.raises(KeyError, match=r"no metric 'loss' was recorded; recorded: \['k'\]"):
+        history.series("loss")
+
+
 def test_agent_rejects_unsupported_spaces():
     class DiscreteOnly(RandomAgent):
         supported_action_spaces = (gym.spaces.Discrete,)
