@@ -1,6 +1,8 @@
 """A2C (chapter 10): the loss on a rollout against a hand computation, autoreset rows ignored, learning on a
 tiny environment, checkpoints and determinism."""
 
+import os
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -258,3 +260,63 @@ def test_two_updates_are_two_steps_on_fresh_gradients():
         twin.update()
     for p, q in zip(agent.net.parameters(), twin.net.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def _bench(name):
+    import importlib
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module(name)
+
+
+def test_variance_bench_weights_by_hand():
+    """bench/pg_variance.py's four weightings on two episodes: one terminated (no bootstrap), one truncated
+    (the critic's value of the final observation stands in for the rest)."""
+    pg_variance = _bench("pg_variance")
+
+    class Critic:  # V(s) = 10 * s[0]
+        def values(self, obs):
+            return 10.0 * np.asarray(obs)[:, 0].astype(np.float64)
+
+    def episode(first, rewards, final, terminated):
+        obs = np.array([[first + k, 0, 0, 0] for k in range(len(rewards))], np.float32)
+        return {"obs": obs, "actions": np.zeros(len(rewards), int), "rewards": rewards,
+                "final_obs": np.array([final, 0, 0, 0], np.float32), "terminated": terminated}
+
+    gamma = 0.5
+    rewards = [1.0] * 7
+    w = pg_variance.weights_of(Critic(), [episode(0, rewards, 7, True), episode(1, [2.0, 4.0], 3, False)], gamma)
+    g = np.r_[[sum(gamma ** k for k in range(7 - t)) for t in range(7)], [2 + 0.5 * 4, 4.0]]
+    np.testing.assert_allclose(w["returns"], g)
+    np.testing.assert_allclose(w["mean_baseline"], g - g.mean())
+    v = np.r_[10.0 * np.arange(7), 10.0, 20.0]
+    np.testing.assert_allclose(w["value_baseline"], g - v)
+    # 5-step advantages: step 0 of episode 1 sums 5 rewards and bootstraps from V(s_5) = 50
+    first = sum(gamma ** k for k in range(5)) + gamma ** 5 * 50.0 - 0.0
+    assert w["a2c_advantage"][0] == pytest.approx(first)
+    assert w["a2c_advantage"][6] == pytest.approx(1.0 - 60.0)  # terminated: nothing after the last reward
+    # truncated episode: 2 + 0.5 * 4 + 0.25 * V(final = 3) = 4 + 7.5, minus V(s_0) = 10
+    assert w["a2c_advantage"][7] == pytest.approx(2 + 0.5 * 4 + 0.25 * 30.0 - 10.0)
+    assert w["a2c_advantage"][8] == pytest.approx(4 + 0.5 * 30.0 - 20.0)
+
+
+def test_pong_bench_runs_end_to_end_and_writes_its_results():
+    import json
+
+    from rlbook.results import results_path
+
+    a2c_pong = _bench("a2c_pong")
+    name = f"_test_a2c_pong_{os.getpid()}"
+    try:
+        path = a2c_pong.main(["--device", "cpu", "--num-envs", "2", "--total-steps", "120", "--threads", "1",
+                              "--env-threads", "1", "--results-name", name, "--quiet", "--n-steps", "3"])
+        data = json.loads(path.read_text())
+    finally:
+        results_path(f"10_a2c/{name}").unlink(missing_ok=True)
+    assert data["provenance"]["run"]["steps"] >= 120
+    assert data["provenance"]["settings"]["config"]["n_steps"] == 3  # the override reached the agent
+    assert data["provenance"]["run"]["updates"] >= 120 // (2 * 3)
+    assert "a2c_pong_seconds_to_solve" not in data["metrics"]  # a GPU run's metric only
+    assert data["metrics"]["a2c_pong_frames_per_second"]["median"] > 0
