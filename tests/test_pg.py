@@ -1,6 +1,8 @@
 """REINFORCE (chapter 9): the loss's gradient against an analytic reference, returns-to-go wiring, episodes that
 straddle an update, learning on a tiny environment, save/load and determinism."""
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -335,3 +337,39 @@ def test_gradient_variance_by_hand_and_a_baseline_lowers_it():
     raw = gradient_variance(per_sample_gradients(agent.policy, obs, actions, returns))
     centred = gradient_variance(per_sample_gradients(agent.policy, obs, actions, returns - returns.mean()))
     assert centred["variance"] < raw["variance"] / 100
+
+
+def test_nstep_observe_and_update_details():
+    from rlbook.agents.pg import NStepPGAgent, NStepPGConfig
+
+    space = gym.spaces.Discrete(2, start=1)  # actions 1 and 2
+    agent = NStepPGAgent(BOX3, space, NStepPGConfig(reward_steps=1, batch_steps=2, gamma=0.9, seed=0,
+                                                    device="cpu"))
+    seen = []
+    agent.learn_from = lambda obs, actions, w: seen.append((obs.clone(), actions.clone(), w.clone())) or {}
+    agent.observe(nstep_rows([0], [0.5], [2], [4.0], [False]))
+    assert agent.num_steps == 1 and agent.update() == {}  # one step ready, the batch needs two
+    agent.observe(nstep_rows([0], [1.5], [1], [2.0], [False]))
+    assert agent.num_steps == 2
+    metrics = agent.update()  # exactly batch_steps steps: the update happens
+    obs, actions, w = seen[0]
+    assert actions.tolist() == [1, 0]  # stored from 0
+    assert obs[:, 0].tolist() == [0.5, 1.5]
+    torch.testing.assert_close(w, torch.tensor([0.0, 2.0 - 3.0]))
+    assert metrics["baseline"] == 3.0
+    single = NStepPGAgent(BOX3, gym.spaces.Discrete(2), NStepPGConfig(reward_steps=1, batch_steps=1, seed=0,
+                                                                      device="cpu"))
+    single.observe(nstep_rows([0], [0.0], [0], [5.0], [True]))
+    assert single.update()["baseline"] == 5.0
+
+
+def test_gradient_variance_on_more_rows_than_columns_and_constant_rows():
+    from rlbook.agents.pg import gradient_variance
+
+    g = torch.tensor([[0.0, 0.0], [2.0, 0.0], [4.0, 3.0]])  # mean (2, 1)
+    # squared distances: 4 + 1, 0 + 1, 4 + 4 -> mean 14 / 3
+    got = gradient_variance(g)
+    assert got["variance"] == pytest.approx(14 / 3) and got["mean_sq_norm"] == pytest.approx(5.0)
+    assert gradient_variance(torch.ones(4, 3)) == {"variance": 0.0, "mean_sq_norm": 3.0, "snr": math.inf}
+    small = gradient_variance(torch.tensor([[1.0], [1.2]]))  # variance 0.01 < 1
+    assert small["snr"] == pytest.approx(1.21 / 0.01)
