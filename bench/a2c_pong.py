@@ -50,6 +50,9 @@ class Progress(Plugin):
         self.rows: list[list[float]] = []
         self._next = every
 
+    def before_training(self, trainer):
+        self._next = (trainer.step // self.every + 1) * self.every  # a resumed run starts past 0
+
     def after_step(self, trainer, transition, metrics):
         if trainer.step < self._next:
             return
