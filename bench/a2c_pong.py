@@ -40,6 +40,29 @@ OVERRIDES = {"lr": float, "adam_eps": float, "n_steps": int, "entropy_beta": flo
              "max_grad_norm": float, "gae_lambda": float, "gamma": float}
 
 
+def feature_health(agent: A2CAgent, steps: int = 100, seed: int = 12_345) -> dict:
+    """Does the network still look at the screen? Play ``steps`` vector steps of 8 fresh Pong games with the
+    agent's sampling policy and report, over the states seen: how many distinct feature vectors the shared body
+    gives (1 means every screen looks the same to it), the share of active (> 0) features, and how much the
+    action probabilities and values vary between states. A network whose ReLU features have all died, or
+    become constant, gives 1 distinct row and zero spread: its policy ignores the screen."""
+    env = make_atari("Pong", 8, vectorized="ale", num_threads=1)
+    obs, _ = env.reset(seed=seed)
+    seen = []
+    for _ in range(steps):
+        obs, *_ = env.step(agent.act_batch(obs))
+        seen.append(obs.copy())
+    env.close()
+    x = torch.as_tensor(np.concatenate(seen[-25:]), device=agent.device)
+    with torch.no_grad():
+        features = agent.net.actor_body(x)
+        logits, values = agent.net(x)
+        probs = torch.softmax(logits, dim=1)
+    return {"states": len(x), "distinct_feature_rows": len(torch.unique(features.round(decimals=4), dim=0)),
+            "active_features": float((features > 0).float().mean()),
+            "policy_std_over_states": float(probs.std(dim=0).mean()), "value_std_over_states": float(values.std())}
+
+
 class Progress(Plugin):
     """Every ``every`` env steps: record (step, seconds, games, mean score of the last 10 games, loss,
     entropy) and print one line; stop once ``max_seconds`` of training have passed."""
@@ -88,6 +111,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", default=None, help="save the agent here (and resume from it when present)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="also save every this many env steps")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--inspect", metavar="CHECKPOINT", default=None,
+                   help="only load this checkpoint, check its features (feature_health) and write them to "
+                        "results/10_a2c/<results-name>.json")
     for field, kind in OVERRIDES.items():
         p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override A2CConfig.{field}")
     return p.parse_args(argv)
@@ -99,6 +125,14 @@ def main(argv=None) -> Path:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     name = args.results_name or ("a2c_pong" if device.type == "cuda" else "a2c_pong_cpu")
+    if args.inspect:
+        agent = A2CAgent.from_checkpoint(args.inspect, device=str(device))
+        health = feature_health(agent)
+        path = write_results(f"10_a2c/{name}", {}, seeds=[args.seed], checkpoint=Path(args.inspect).name,
+                             env_steps=agent.num_steps, updates=agent.num_updates, config=agent.config.to_dict(),
+                             feature_health=health)
+        print(health, "\nwrote", path)
+        return path
     overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
     config = A2CConfig.pong(device=str(device), seed=args.seed, **overrides)
 
@@ -140,6 +174,7 @@ def main(argv=None) -> Path:
                   "env": f"make_atari('Pong', {args.num_envs}, vectorized='ale', num_threads={args.env_threads})"},
         run={"steps": trainer.step, "seconds": round(elapsed, 1), "stop_reason": trainer.stop_reason,
              "games": len(scores.scores), "updates": agent.num_updates, "solved": solved},
+        feature_health=feature_health(agent),
         curve={"game_end_steps": scores.end_steps, "game_end_seconds": [round(s, 1) for s in scores.end_seconds],
                "game_scores": [round(s) for s in scores.scores]},
         progress={"columns": Progress.columns, "rows": progress.rows},
