@@ -42,10 +42,11 @@ OVERRIDES = {"lr": float, "adam_eps": float, "n_steps": int, "entropy_beta": flo
 
 def feature_health(agent: A2CAgent, steps: int = 100, seed: int = 12_345) -> dict:
     """Does the network still look at the screen? Play ``steps`` vector steps of 8 fresh Pong games with the
-    agent's sampling policy and report, over the states seen: how many distinct feature vectors the shared body
-    gives (1 means every screen looks the same to it), the share of active (> 0) features, and how much the
-    action probabilities and values vary between states. A network whose ReLU features have all died, or
-    become constant, gives 1 distinct row and zero spread: its policy ignores the screen."""
+    agent's sampling policy and report, over the states of the last 25 of those steps (200 states): how many
+    distinct feature vectors the shared body gives (1 means every screen looks the same to it), the share of
+    active (> 0) features, and how much the action probabilities and values vary between states. A network
+    whose ReLU features have all died, or become constant, gives 1 distinct row and zero spread: its policy
+    ignores the screen."""
     env = make_atari("Pong", 8, vectorized="ale", num_threads=1)
     obs, _ = env.reset(seed=seed)
     seen = []
@@ -80,7 +81,7 @@ class Progress(Plugin):
     def after_step(self, trainer, transition, metrics):
         if trainer.step < self._next:
             return
-        self._next += self.every
+        self._next = (trainer.step // self.every + 1) * self.every
         seconds = trainer.seconds()
         m = trainer.last_metrics
         loss, entropy = (float(m[k]) if k in m else math.nan for k in ("loss", "entropy"))
@@ -128,7 +129,8 @@ def main(argv=None) -> Path:
     if args.inspect:
         agent = A2CAgent.from_checkpoint(args.inspect, device=str(device))
         health = feature_health(agent)
-        path = write_results(f"10_a2c/{name}", {}, seeds=[args.seed], checkpoint=Path(args.inspect).name,
+        name = args.results_name or f"{name}_features"  # never the run's own results file
+        path = write_results(f"10_a2c/{name}", {}, seeds=[agent.config.seed], checkpoint=Path(args.inspect).name,
                              env_steps=agent.num_steps, updates=agent.num_updates, config=agent.config.to_dict(),
                              feature_health=health)
         print(health, "\nwrote", path)

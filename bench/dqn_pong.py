@@ -112,7 +112,7 @@ class Progress(Plugin):
     def after_step(self, trainer, transition, metrics):
         if trainer.step < self._next:
             return
-        self._next += self.every
+        self._next = (trainer.step // self.every + 1) * self.every
         seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
         loss = trainer.last_metrics.get("loss")
         loss = float(loss) if loss is not None else math.nan

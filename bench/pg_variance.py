@@ -10,7 +10,8 @@ gets four weights for its term ``-log pi(a_t | s_t) * w_t`` of the policy-gradie
 - ``returns``: the discounted return-to-go ``G_t`` (REINFORCE);
 - ``mean_baseline``: ``G_t`` minus the mean ``G`` of the batch (chapter 9's constant baseline);
 - ``value_baseline``: ``G_t - V(s_t)`` with the critic trained alongside (chapter 10's learned baseline);
-- ``a2c_advantage``: the 5-step return bootstrapped from ``V`` minus ``V(s_t)`` (what A2C uses).
+- ``a2c_advantage``: the 5-step return bootstrapped from ``V`` minus ``V(s_t)`` (a fixed 5-step advantage, close
+  to what A2C uses: the preset's GAE 0.95 on rollouts cut every 5 steps).
 
 For each weighting, the per-step gradients (``rlbook.agents.pg.per_sample_gradients``) give the total variance
 (the trace of their covariance) and the squared norm of their mean (``gradient_variance``); the file holds
@@ -20,6 +21,7 @@ them and the ratio of the REINFORCE variance to each.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -109,7 +111,7 @@ def variance_in_chunks(policy: nn.Module, obs: torch.Tensor, actions: torch.Tens
     mean = total / n
     signal = float((mean ** 2).sum())
     variance = total_sq / n - signal
-    return {"variance": variance, "mean_sq_norm": signal, "snr": signal / variance}
+    return {"variance": variance, "mean_sq_norm": signal, "snr": signal / variance if variance > 0 else math.inf}
 
 
 class Measure(Plugin):

@@ -81,6 +81,9 @@ class MetricsHistory(_PeriodicMetrics):
         #: One ``(step, {metric: mean since the previous row})`` per write.
         self.rows: list[tuple[int, dict[str, float]]] = []
 
+    def before_training(self, trainer: Trainer) -> None:
+        self._schedule_after(trainer.step)  # a resumed run, or a second run with the same plugin
+
     def _write(self, trainer: Trainer) -> None:
         averages = self._averager.pop()
         if averages:

@@ -280,7 +280,7 @@ def test_nstep_running_mean_baseline_and_batches():
         agent.observe(nstep_rows([0], [0], [0], [r], [False]))
     metrics = agent.update()
     torch.testing.assert_close(seen[0], torch.tensor([1 - 1.0, 3 - 2.0, 5 - 3.0, 7 - 4.0]))
-    assert metrics["baseline"] == 4.0 and agent.update() == {}  # the batch was used up
+    assert metrics["mean_nstep_reward"] == 4.0 and agent.update() == {}  # the batch was used up
     agent.observe(nstep_rows([0], [0], [0], [-20.0], [True]))
     assert agent._scales == [-20.0 - (16 - 20) / 5]
 
@@ -356,11 +356,11 @@ def test_nstep_observe_and_update_details():
     assert actions.tolist() == [1, 0]  # stored from 0
     assert obs[:, 0].tolist() == [0.5, 1.5]
     torch.testing.assert_close(w, torch.tensor([0.0, 2.0 - 3.0]))
-    assert metrics["baseline"] == 3.0
+    assert metrics["mean_nstep_reward"] == 3.0
     single = NStepPGAgent(BOX3, gym.spaces.Discrete(2), NStepPGConfig(reward_steps=1, batch_steps=1, seed=0,
                                                                       device="cpu"))
     single.observe(nstep_rows([0], [0.0], [0], [5.0], [True]))
-    assert single.update()["baseline"] == 5.0
+    assert single.update()["mean_nstep_reward"] == 5.0
 
 
 def test_gradient_variance_on_more_rows_than_columns_and_constant_rows():

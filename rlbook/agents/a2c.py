@@ -13,6 +13,7 @@ bootstrap from their final observation, terminated ones do not; see :mod:`rlbook
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -207,9 +208,8 @@ class A2CAgent(Agent):
         loss = policy_loss + c.value_coef * value_loss - c.entropy_beta * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.zeros(())
-        if c.max_grad_norm is not None:
-            grad_norm = clip_grad_norm(list(self.net.parameters()), c.max_grad_norm)
+        grad_norm = clip_grad_norm(list(self.net.parameters()),
+                                   math.inf if c.max_grad_norm is None else c.max_grad_norm)
         self.optimizer.step()
         self.num_updates += 1
         return {"loss": loss.detach(), "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),

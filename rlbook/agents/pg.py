@@ -52,8 +52,9 @@ class PGConfig(AgentConfig):
     episodes_per_update: int = 4
     """Finished episodes per gradient step."""
     baseline: bool = False
-    """Subtract the batch's mean return-to-go from every return (a constant baseline: the gradient stays
-    unbiased, its variance drops)."""
+    """Subtract the batch's mean return-to-go from every return (a baseline that does not depend on the
+    action: the gradient stays nearly unbiased -- the mean includes the step's own return, an O(1/batch)
+    effect -- and its variance drops)."""
     entropy_beta: float = 0.0
     """Weight of the entropy bonus (0: none)."""
     hidden: tuple[int, ...] = (128,)
@@ -241,7 +242,8 @@ class NStepPGConfig(PGConfig):
     """``n``: each step's weight sums the discounted rewards of at most ``n`` steps (fewer at an episode's
     end), without bootstrapping."""
     batch_steps: int = 8
-    """Steps per gradient step."""
+    """Gradient step once at least this many steps have their weights (an episode's end flushes its whole
+    window at once, so a batch can hold up to ``batch_steps + reward_steps - 1`` steps per environment)."""
     baseline: bool = True
     """Subtract the running mean of every ``n``-step reward seen so far (including the current one)."""
     entropy_beta: float = 0.01
@@ -269,7 +271,8 @@ class NStepPGAgent(ReinforceAgent):
     Each environment keeps its last ``reward_steps`` steps. A step leaves that window with the weight
     ``r_t + gamma r_{t+1} + ... + gamma^(n-1) r_{t+n-1}`` (the window is flushed with shorter sums when the
     episode ends, by termination or truncation alike: nothing is bootstrapped), minus the running mean of all
-    such sums so far. Every ``batch_steps`` such steps the agent takes one gradient step.
+    such sums so far. Once at least ``batch_steps`` steps have their weights, the agent takes one gradient step on
+all of them (more than ``batch_steps`` when an episode's end has just flushed a window).
 
     **Policy lag.** A step's weight is known ``n`` steps after it was taken, so a batch can hold steps chosen by
     the weights of a few updates ago (with one environment, ``n = 10`` and batches of 8: at most two). The
@@ -331,7 +334,7 @@ class NStepPGAgent(ReinforceAgent):
         actions = torch.as_tensor(np.array([r[1] for r in ready]), device=self.device)
         weights = torch.as_tensor(np.array(scales), dtype=torch.float32, device=self.device)
         metrics = self.learn_from(obs, actions, weights)
-        metrics["baseline"] = self.reward_sum / max(self.reward_count, 1)
+        metrics["mean_nstep_reward"] = self.reward_sum / max(self.reward_count, 1)
         return metrics
 
     def weights(self, returns: torch.Tensor) -> torch.Tensor:
@@ -351,8 +354,9 @@ class NStepPGAgent(ReinforceAgent):
 def per_sample_gradients(policy: torch.nn.Module, obs: torch.Tensor, actions: torch.Tensor,
                          weights: torch.Tensor) -> torch.Tensor:
     """The gradient of ``-log pi(a_i | s_i) * w_i`` with respect to every parameter of ``policy``, one row per
-    sample: ``(n, number of parameters)``. Their mean is the policy-gradient estimate of the batch (without
-    the entropy term); how much the rows scatter is the variance problem of chapter 9."""
+    sample: ``(n, number of parameters)``. Their mean is the gradient of the batch's policy loss (minus the
+    policy-gradient estimate, without the entropy term); how much the rows scatter is the variance problem of
+    chapter 9."""
     if not (len(obs) == len(actions) == len(weights)):
         raise ValueError(f"obs, actions and weights need one row per sample, got {len(obs)}, {len(actions)} "
                          f"and {len(weights)}")
