@@ -3,7 +3,10 @@ leaves no process behind."""
 
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import worker_targets
@@ -43,8 +46,8 @@ def test_a_killed_worker_is_reported_with_its_signal():
 
 
 def test_stop_frees_workers_blocked_on_a_full_queue_and_kills_stubborn_ones():
-    pool = WorkerPool(worker_targets.flood, [(), ()], queue_size=2).start()
-    time.sleep(1.0)  # nobody reads: both workers block on the full queue
+    pool = WorkerPool(worker_targets.flood, [(), ()]).start()
+    time.sleep(2.0)  # nobody reads: both workers block on their full pipes
     started = time.monotonic()
     assert pool.stop() == [0, 0]
     assert time.monotonic() - started < 10
@@ -65,3 +68,60 @@ def test_bad_arguments_are_refused_before_any_process_starts():
     with pytest.raises(RuntimeError, match="before reading"):
         WorkerPool(worker_targets.count, [(1,)]).get()
     assert child_pids() == []
+
+
+def test_a_worker_killed_in_the_middle_of_a_big_message_is_reported_not_waited_for():
+    with WorkerPool(worker_targets.big_flood, [()]) as pool:
+        index, block = pool.get(timeout=60)
+        assert block.shape == (1 << 20,)
+        time.sleep(0.5)  # nobody reads: the worker is stuck half-way through its next message
+        os.kill(pool.processes[0].pid, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(WorkerError, match="worker-0 failed: the process .* died with exit code -9"):
+            while True:
+                pool.get(timeout=30)
+        assert time.monotonic() - started < 30
+    assert child_pids() == []
+
+
+def test_a_dead_worker_is_found_while_a_busy_one_keeps_talking():
+    with WorkerPool(worker_targets.flood_then_wait, [(), ()]) as pool:
+        pid = next(m for i, m in iter(lambda: pool.get(timeout=60), None) if i == 1)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match="worker-1 failed"):
+            for _ in range(100_000):
+                pool.get(timeout=30)
+    assert child_pids() == []
+
+
+def test_a_worker_that_leaves_without_finishing_is_reported():
+    with WorkerPool(worker_targets.exit_quietly, [()]) as pool:
+        assert pool.get(timeout=60) == (0, "about to leave")
+        with pytest.raises(WorkerError, match="ended without finishing its target"):
+            pool.get(timeout=30)
+    assert child_pids() == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_leave_when_their_parent_is_killed():
+    script = Path(__file__).with_name("worker_targets.py")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        time.sleep(1.0)  # both workers are now blocked on full pipes
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids), "a worker outlived its killed parent"

@@ -40,3 +40,39 @@ def stubborn(index, *, stop, send):
     send("started")
     while True:
         time.sleep(0.05)
+
+
+def big_flood(index, *, stop, send):
+    """Messages of 8 MB, far more than a pipe holds: a kill lands in the middle of one."""
+    import numpy as np
+
+    block = np.ones(1 << 20, dtype=np.float64)
+    while send(block):
+        pass
+
+
+def exit_quietly(index, *, stop, send):
+    send("about to leave")
+    os._exit(0)
+
+
+def flood_then_wait(index, *, stop, send):
+    """Worker 0 floods; the others report their pid and wait."""
+    if index == 0:
+        while send("busy"):
+            pass
+    else:
+        report_pid_then_wait(index, stop=stop, send=send)
+
+
+if __name__ == "__main__":  # the parent that tests/test_workers.py kills: prints its workers' pids, then waits
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import worker_targets
+
+    from rlbook.workers import WorkerPool
+
+    pool = WorkerPool(worker_targets.flood, [(), ()]).start()
+    print(" ".join(str(p.pid) for p in pool.processes), flush=True)
+    time.sleep(600)
