@@ -271,8 +271,8 @@ class NStepPGAgent(ReinforceAgent):
     Each environment keeps its last ``reward_steps`` steps. A step leaves that window with the weight
     ``r_t + gamma r_{t+1} + ... + gamma^(n-1) r_{t+n-1}`` (the window is flushed with shorter sums when the
     episode ends, by termination or truncation alike: nothing is bootstrapped), minus the running mean of all
-    such sums so far. Once at least ``batch_steps`` steps have their weights, the agent takes one gradient step on
-all of them (more than ``batch_steps`` when an episode's end has just flushed a window).
+    such sums so far. Once at least ``batch_steps`` steps have their weights, the agent takes one gradient
+    step on all of them (more than ``batch_steps`` when an episode's end has just flushed a window).
 
     **Policy lag.** A step's weight is known ``n`` steps after it was taken, so a batch can hold steps chosen by
     the weights of a few updates ago (with one environment, ``n = 10`` and batches of 8: at most two). The
