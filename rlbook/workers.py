@@ -58,10 +58,11 @@ class StopSignal:
         self.parent = parent
 
     def is_set(self) -> bool:
+        """True once the pool stops or the parent process is gone."""
         return bool(self.flag.value) or os.getppid() != self.parent
 
     def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds or until the stop; returns :meth:`is_set`."""
+        """Sleep up to ``timeout`` seconds or until the stop; returns whether the stop has come."""
         end = time.monotonic() + timeout
         while not self.is_set():
             left = end - time.monotonic()
@@ -119,7 +120,7 @@ class WorkerPool:
         target: a picklable function ``target(index, *args, stop, send)``.
         args: one tuple of arguments per worker (their number is the number of workers).
         name: workers are called ``"<name>-<index>"`` in errors and process titles.
-        start_method: ``"spawn"`` (default) or another :mod:`multiprocessing` start method.
+        start_method: ``"spawn"`` (default) or another ``multiprocessing`` start method.
 
     Each worker has its own pipe to the parent, so a worker that dies in the middle of a message breaks only
     its own pipe (the parent sees the end of it and reports the worker), and a worker blocked on a full pipe
