@@ -26,13 +26,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dqn_pong  # noqa: E402
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlbook.core import resolve_device, seed_everything  # noqa: E402
 from rlbook.envs.atari import make_atari  # noqa: E402
 from rlbook.logs import GameScores  # noqa: E402
 from rlbook.results import summarize, write_results  # noqa: E402
-from rlbook.train import Checkpoint, Plugin, Trainer  # noqa: E402
+from rlbook.train import Checkpoint, Trainer  # noqa: E402
 
 FRAME_SKIP = 4
 #: A2CConfig fields that the command line can override, with their parsers.
@@ -64,35 +67,21 @@ def feature_health(agent: A2CAgent, steps: int = 100, seed: int = 12_345) -> dic
             "policy_std_over_states": float(probs.std(dim=0).mean()), "value_std_over_states": float(values.std())}
 
 
-class Progress(Plugin):
-    """Every ``every`` env steps: record (step, seconds, games, mean score of the last 10 games, loss,
-    entropy) and print one line; stop once ``max_seconds`` of training have passed."""
+class Progress(dqn_pong.Progress):
+    """bench/dqn_pong.py's progress rows with A2C's columns: (step, seconds, games, mean score of the last 10
+    games, loss, entropy)."""
 
     columns = ["step", "seconds", "games", "mean10", "loss", "entropy"]
 
-    def __init__(self, scores: GameScores, every: int, max_seconds: float, quiet: bool = False):
-        self.scores, self.every, self.max_seconds, self.quiet = scores, every, max_seconds, quiet
-        self.rows: list[list[float]] = []
-        self._next = every
-
-    def before_training(self, trainer):
-        self._next = (trainer.step // self.every + 1) * self.every  # a resumed run starts past 0
-
-    def after_step(self, trainer, transition, metrics):
-        if trainer.step < self._next:
-            return
-        self._next = (trainer.step // self.every + 1) * self.every
-        seconds = trainer.seconds()
+    def row(self, trainer, seconds: float) -> list[float]:
         m = trainer.last_metrics
         loss, entropy = (float(m[k]) if k in m else math.nan for k in ("loss", "entropy"))
-        row = [trainer.step, round(seconds, 1), len(self.scores.scores), round(self.scores.mean(10), 2),
-               round(loss, 4), round(entropy, 4)]
-        self.rows.append(row)
-        if not self.quiet:
-            print(f"step {row[0]:>9,}  {row[1]:>7.0f} s  {trainer.step / max(seconds, 1e-9):6.0f} steps/s  "
-                  f"games {row[2]:>5}  mean10 {row[3]:6.2f}  loss {row[4]:.4f}  entropy {row[5]:.3f}", flush=True)
-        if seconds >= self.max_seconds:
-            trainer.stop(f"time limit of {self.max_seconds:.0f} s")
+        return [trainer.step, round(seconds, 1), len(self.scores.scores), round(self.scores.mean(10), 2),
+                round(loss, 4), round(entropy, 4)]
+
+    def line(self, row: list[float], rate: float) -> str:
+        return (f"step {row[0]:>9,}  {row[1]:>7.0f} s  {rate:6.0f} steps/s  games {row[2]:>5}  "
+                f"mean10 {row[3]:6.2f}  loss {row[4]:.4f}  entropy {row[5]:.3f}")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -98,13 +98,26 @@ def instrument(agent: DQNAgent, timer: PhaseTimer) -> None:
 
 
 class Progress(Plugin):
-    """Every ``every`` steps: record (step, seconds, epsilon, games, mean score of the last 10 games,
-    loss) and print one line; stop once ``max_seconds`` of training have passed."""
+    """Every ``every`` steps: record one row (``columns``: step, seconds, epsilon, games, mean score of the
+    last 10 games, loss) and print it; stop once ``max_seconds`` of training have passed. Other benches
+    (bench/a2c_pong.py) override ``columns``, :meth:`row` and :meth:`line`."""
+
+    columns = ["step", "seconds", "epsilon", "games", "mean10", "loss"]
 
     def __init__(self, scores: GameScores, every: int, max_seconds: float, quiet: bool = False):
         self.scores, self.every, self.max_seconds, self.quiet = scores, every, max_seconds, quiet
         self.rows: list[list[float]] = []
         self._next = every
+
+    def row(self, trainer, seconds: float) -> list[float]:
+        loss = trainer.last_metrics.get("loss")
+        loss = float(loss) if loss is not None else math.nan
+        return [trainer.step, round(seconds, 1), round(trainer.agent.epsilon, 4), len(self.scores.scores),
+                round(self.scores.mean(10), 2), round(loss, 5)]
+
+    def line(self, row: list[float], rate: float) -> str:
+        return (f"step {row[0]:>8}  {row[1]:>7.0f} s  {rate:6.0f} steps/s  eps {row[2]:.3f}  games {row[3]:>4}  "
+                f"mean10 {row[4]:6.2f}  loss {row[5]:.4f}")
 
     def before_training(self, trainer):
         self._next = (trainer.step // self.every + 1) * self.every  # a resumed run starts past 0
@@ -113,16 +126,11 @@ class Progress(Plugin):
         if trainer.step < self._next:
             return
         self._next = (trainer.step // self.every + 1) * self.every
-        seconds = trainer._elapsed_before + time.perf_counter() - trainer.start_time
-        loss = trainer.last_metrics.get("loss")
-        loss = float(loss) if loss is not None else math.nan
-        mean10 = self.scores.mean(10)
-        row = [trainer.step, round(seconds, 1), round(trainer.agent.epsilon, 4), len(self.scores.scores),
-               round(mean10, 2), round(loss, 5)]
+        seconds = trainer.seconds()
+        row = self.row(trainer, seconds)
         self.rows.append(row)
         if not self.quiet:
-            print(f"step {row[0]:>8}  {row[1]:>7.0f} s  {trainer.step / max(seconds, 1e-9):6.0f} steps/s  "
-                  f"eps {row[2]:.3f}  games {row[3]:>4}  mean10 {row[4]:6.2f}  loss {row[5]:.4f}", flush=True)
+            print(self.line(row, trainer.step / max(seconds, 1e-9)), flush=True)
         if seconds >= self.max_seconds:
             trainer.stop(f"time limit of {self.max_seconds:.0f} s")
 
@@ -228,7 +236,7 @@ def main(argv=None) -> Path:
         time_breakdown_calls=dict(timer.calls),
         curve={"game_end_steps": scores.end_steps, "game_end_seconds": [round(s, 1) for s in scores.end_seconds],
                "game_scores": [round(s) for s in scores.scores]},
-        progress={"columns": ["step", "seconds", "epsilon", "games", "mean10", "loss"], "rows": progress.rows},
+        progress={"columns": Progress.columns, "rows": progress.rows},
     )
     if not args.quiet:
         print(f"{trainer.stop_reason}: {trainer.step} steps in {elapsed:.0f} s "

@@ -226,6 +226,8 @@ class WorkerPool:
                 conn = self._conns[i]
                 if conn in ready:
                     try:
+                        # the pipe's only writer is the worker this pool spawned (the parent closed its copy of
+                        # the write end): these bytes are what our own _worker_main pickled, never user data
                         kind, payload = pickle.loads(conn.recv_bytes())
                     except (EOFError, OSError):  # its end of the pipe closed without a last word
                         raise self._died(i) from None
