@@ -24,7 +24,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[atari,book,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[atari,book,dev,scale]"
 	@touch $(STAMP)
 
 # The site ships MathJax, so that math renders offline (and in the headless check, which has no network): npm fetches

@@ -99,6 +99,8 @@ class Trainer:
         train: ``False`` runs the agent greedily without learning (evaluation or a demo).
         check_every: environment steps between two checks that the agent's learning state is finite
             (:meth:`~rlbook.agents.base.Agent.nonfinite`; each costs one device sync).
+        handle_signals: take over Ctrl-C and SIGTERM while running (see below); ``False`` leaves them alone
+            (a trainer inside a worker process, whose parent decides how to stop).
 
     After :meth:`run`, ``episode_returns``, ``episode_lengths`` and ``episode_end_steps`` hold one
     entry per finished episode, ``step`` the environment steps taken, ``stop_reason`` why it ended.
@@ -126,6 +128,7 @@ class Trainer:
         seed: int | None = None,
         train: bool = True,
         check_every: int = 1_000,
+        handle_signals: bool = True,
     ):
         if not isinstance(agent, Agent):
             raise TypeError(f"agent must be an rlbook Agent, got {type(agent).__name__}")
@@ -136,6 +139,7 @@ class Trainer:
         self.seed = check_seed("seed", seed)
         self.train = check_bool("train", train)
         self.check_every = check_int("check_every", check_every, 1)
+        self.handle_signals = check_bool("handle_signals", handle_signals)
         if isinstance(plugins, Plugin) or not isinstance(plugins, Sequence):
             raise TypeError(f"plugins must be a list of Plugin objects, got {type(plugins).__name__}")
         for p in plugins:
@@ -230,7 +234,7 @@ class Trainer:
         self.stop_reason = None
         self.interrupted = False
         self.signal = None
-        with _StopOnSignals(self):
+        with _StopOnSignals(self) if self.handle_signals else contextlib.nullcontext():
             try:
                 self._call("before_training")
                 self._step_offset = self.agent.num_steps - self.step

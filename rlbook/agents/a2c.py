@@ -179,7 +179,8 @@ class A2CAgent(Agent):
         self.rollout.clear()
         return metrics
 
-    def learn_from_rollout(self, rollout: RolloutBuffer) -> dict[str, float]:
+    def rollout_loss(self, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A2C's loss on a full rollout (see the module docstring), with its parts as detached tensors."""
         c = self.config
         t, n = rollout.steps, rollout.num_envs
         # one forward pass for the T x N rows and the N observations after them (their values bootstrap)
@@ -206,14 +207,25 @@ class A2CAgent(Agent):
         value_loss = ((targets.view(-1) - values) ** 2 * mask).sum() / rows
         entropy = (-(log_probs.exp() * log_probs).sum(dim=1) * mask).sum() / rows
         loss = policy_loss + c.value_coef * value_loss - c.entropy_beta * entropy
+        return loss, {"loss": loss.detach(), "policy_loss": policy_loss.detach(),
+                      "value_loss": value_loss.detach(), "entropy": entropy.detach()}
+
+    def rollout_gradients(self, rollout: RolloutBuffer) -> dict[str, torch.Tensor]:
+        """Fill the parameters' ``.grad`` with the (clipped) gradient of :meth:`rollout_loss`; returns the loss
+        parts and the gradient's norm before clipping."""
+        loss, metrics = self.rollout_loss(rollout)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = clip_grad_norm(list(self.net.parameters()),
-                                   math.inf if c.max_grad_norm is None else c.max_grad_norm)
+        limit = self.config.max_grad_norm
+        metrics["grad_norm"] = clip_grad_norm(list(self.net.parameters()), math.inf if limit is None else limit)
+        return metrics
+
+    def learn_from_rollout(self, rollout: RolloutBuffer) -> dict[str, torch.Tensor]:
+        """One gradient step on a full rollout: :meth:`rollout_gradients`, then Adam."""
+        metrics = self.rollout_gradients(rollout)
         self.optimizer.step()
         self.num_updates += 1
-        return {"loss": loss.detach(), "policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                "entropy": entropy.detach(), "grad_norm": grad_norm}
+        return metrics
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:

@@ -33,6 +33,17 @@ def _register_atari() -> None:
     gym.register_envs(ale_py)
 
 
+def make_vec(env_id: str, num_envs: int, **kwargs) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` as one vector env (next-step autoreset): the environment's own batched
+    implementation where it has one (CartPole: all copies stepped by one NumPy call), else a
+    ``SyncVectorEnv``. Keyword arguments go to every copy. A module-level function, so that
+    ``functools.partial(make_vec, "CartPole-v1", 4)`` is a picklable factory for worker processes."""
+    make(env_id, **kwargs).close()  # a clear error for an unknown id or bad keyword, here rather than in gymnasium
+    spec = gym.spec(env_id)
+    mode = "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+
+
 def as_vector_env(env) -> gym.vector.VectorEnv:
     """Return ``env`` as a vector env with next-step autoreset.
 

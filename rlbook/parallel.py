@@ -1,0 +1,346 @@
+"""A3C's parallel run: worker processes (or Ray actors) play, one learner trains (chapter 11).
+
+:class:`A3CTrainer` is a :class:`~rlbook.train.Trainer` whose environment steps happen elsewhere. Each worker runs
+:func:`play_rollouts`: an ordinary ``Trainer`` on the worker's own vector env (so autoreset rows, truncation and
+objectives work exactly as in A2C), driving a :class:`RolloutWorker` agent that, whenever its ``(T, N)`` rollout is
+full, sends it (or its gradient) to the learner and picks up the newest weights. The learner reads the messages,
+takes one step per message, publishes the weights, and calls the usual plugins: checkpoints, early stopping,
+progress and evaluation work unchanged. Ctrl-C and SIGTERM stop the learner after the step it is in, the
+checkpoint is written, and the workers are stopped (none outlives the run); a worker that raises or dies stops the
+run with a :class:`~rlbook.workers.WorkerError` naming it, after the checkpoint plugin has saved the learner.
+
+Where the weights live:
+
+* ``backend="processes"``: :class:`SharedWeights`, a flat tensor in shared memory (``torch.multiprocessing``) that
+  the learner overwrites and workers copy, guarded by a sequence number so that no worker copies a half-written
+  vector;
+* ``backend="ray"``: :class:`RayWeights`, the newest vector in Ray's object store, announced by a small actor.
+
+The worker code is the same for both; only the pool (:class:`~rlbook.workers.WorkerPool` or
+:class:`~rlbook.workers.RayWorkerPool`) and the weights board differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.multiprocessing  # noqa: F401 -- registers the reductions that share tensors with spawned workers
+
+from rlbook.agents.a3c import A3CAgent, A3CConfig, gradients_vector
+from rlbook.config import check_int
+from rlbook.envs import as_vector_env, make_vec
+from rlbook.train import Plugin, Trainer
+from rlbook.workers import RayWorkerPool, WorkerError, WorkerPool, ray_inbox
+
+BACKENDS = ("processes", "ray")
+
+
+class SharedWeights:
+    """The learner's newest weights in shared memory, for worker processes on this machine.
+
+    ``publish`` writes a version (a sequence number, odd while writing, brackets the copy); ``fetch`` copies the
+    vector and retries if the learner wrote in the meantime, so a worker never loads a mix of two versions.
+    Passed to spawned workers, the two tensors travel as shared-memory handles (``torch.multiprocessing``), not
+    copies."""
+
+    def __init__(self, vector: torch.Tensor):
+        self.vector = vector.detach().clone().float().cpu().share_memory_()
+        #: ``[sequence, version]``
+        self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
+
+    def publish(self, vector: torch.Tensor, version: int) -> None:
+        """Make ``vector`` the newest weights, called ``version`` (learner side)."""
+        self.state[0] += 1
+        self.vector.copy_(vector)
+        self.state[1] = version
+        self.state[0] += 1
+
+    def version(self) -> int:
+        """The newest version (``-1`` before the first publish)."""
+        return int(self.state[1]) if int(self.state[0]) else -1
+
+    def fetch(self, have: int) -> tuple[int, torch.Tensor] | None:
+        """``(version, vector copy)`` when a version other than ``have`` is published, else ``None``."""
+        while True:
+            before = int(self.state[0])
+            if before % 2 or before == 0:  # being written, or nothing yet
+                time.sleep(0.0005)
+                continue
+            version = int(self.state[1])
+            if version == have:
+                return None
+            copy = self.vector.clone()
+            if int(self.state[0]) == before:
+                return version, copy
+
+
+class RayWeights:
+    """The learner's newest weights for Ray actors: each version goes into Ray's object store, and the pool
+    delivers its reference to every worker's inbox (:meth:`~rlbook.workers.RayWorkerPool.broadcast`); a worker
+    reads the vector once per new version, from another machine if need be. Call :meth:`attach` with the
+    started pool before :meth:`publish`."""
+
+    KEY = "rlbook.parallel.weights"
+
+    def __init__(self):
+        self.pool = None
+
+    def attach(self, pool: RayWorkerPool) -> None:
+        """The pool whose workers receive the weights (learner side)."""
+        self.pool = pool
+
+    def __getstate__(self):
+        return {"pool": None}  # the workers read their inbox; the pool stays with the learner
+
+    def publish(self, vector: torch.Tensor, version: int) -> None:
+        """Make ``vector`` the newest weights, called ``version`` (learner side)."""
+        import ray
+
+        ref = ray.put(vector.detach().float().cpu().numpy())
+        self.pool.broadcast(self.KEY, (version, [ref]))  # in a list: the reference travels, not the array
+
+    def fetch(self, have: int) -> tuple[int, torch.Tensor] | None:
+        """``(version, vector)`` when a version other than ``have`` has been delivered, else ``None``."""
+        import ray
+
+        newest = ray_inbox().get(self.KEY)
+        if newest is None or newest[0] == have:
+            return None
+        version, (ref,) = newest
+        return version, torch.from_numpy(np.array(ray.get(ref)))
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+class RolloutWorker(A3CAgent):
+    """The agent inside a worker: acts with its copy of the policy, fills A2C's rollout, and when it is full
+    sends it (``mode="data"``) or its gradient (``mode="gradients"``) through ``send``, then loads the newest
+    weights from ``weights``. Messages are dicts with ``version`` (of the weights that played), ``steps`` (real
+    environment steps), ``episodes`` (``(env, return, length)`` of the episodes finished since the last message)
+    and ``rollout`` or ``gradients`` and ``metrics``."""
+
+    def __init__(self, observation_space, action_space, config: A3CConfig, *, send, stop, weights, env_offset=0):
+        super().__init__(observation_space, action_space, config)
+        self.send, self.stop, self.weights = send, stop, weights
+        self.env_offset = env_offset
+        self.version = -1
+        self.episodes: list[tuple[int, float, int]] = []
+        self.steps_since = 0
+        #: Set when the learner no longer listens (the worker's trainer then stops).
+        self.stopping = False
+
+    def sync(self, wait_for: int | None = None) -> None:
+        """Load the newest weights; with ``wait_for``, first wait until a version newer than it is out."""
+        while True:
+            if self.stop.is_set():
+                self.stopping = True
+                return
+            newest = self.weights.fetch(self.version)
+            if newest is not None and (wait_for is None or newest[0] > wait_for):
+                self.version = newest[0]
+                torch.nn.utils.vector_to_parameters(newest[1].to(self.device), self.net.parameters())
+                return
+            if wait_for is None:
+                return
+            time.sleep(0.0002)
+
+    def observe(self, transition) -> None:
+        super().observe(transition)
+        self.steps_since += transition.num_valid
+
+    def update(self) -> dict[str, float]:
+        if self.rollout is None or not self.rollout.full:
+            return {}
+        message: dict[str, Any] = {"version": self.version, "steps": self.steps_since, "episodes": self.episodes}
+        if self.config.mode == "data":
+            rollout = self.rollout
+            message["rollout"] = rollout
+        else:
+            metrics = self.rollout_gradients(self.rollout)
+            message["gradients"] = gradients_vector(self.net)
+            message["metrics"] = {k: float(v) for k, v in metrics.items()}
+        if not self.send(message):
+            self.stopping = True
+            return {}
+        self.episodes, self.steps_since = [], 0
+        self.rollout.clear()
+        self.sync(wait_for=self.version if self.config.synchronous else None)
+        if self.stop.is_set():
+            self.stopping = True
+        return {}
+
+
+class _WorkerPlugin(Plugin):
+    """Inside a worker: collects finished episodes for the next message, and ends the worker's run when the
+    learner stops."""
+
+    def after_episode(self, trainer, env_id, episode_return, episode_length):
+        agent = trainer.agent
+        agent.episodes.append((agent.env_offset + env_id, episode_return, episode_length))
+
+    def after_step(self, trainer, transition, metrics):
+        if trainer.agent.stopping:
+            trainer.stop("the learner stopped")
+
+
+def play_rollouts(index: int, make_env: Callable[[], gym.vector.VectorEnv], config: A3CConfig, weights,
+                  seed: int | None, objective=None, *, stop, send) -> None:
+    """A worker's whole life (the target of :class:`~rlbook.workers.WorkerPool` and
+    :class:`~rlbook.workers.RayWorkerPool`): make the env, load the published weights, play and send until the
+    learner stops. ``seed`` seeds the env's first reset; the agent's sampling is seeded by ``config.seed``."""
+    torch.set_num_threads(1)
+    env = as_vector_env(make_env())
+    try:
+        agent = RolloutWorker(env.single_observation_space, env.single_action_space, config, send=send, stop=stop,
+                              weights=weights, env_offset=index * env.num_envs)
+        agent.sync(wait_for=-2)  # the learner's first weights
+        if agent.stopping:
+            return
+        Trainer(agent, env, total_steps=2 ** 62, plugins=[_WorkerPlugin()], objective=objective, seed=seed,
+                handle_signals=False, check_every=2 ** 62).run()
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------------------------------------- learner side
+class A3CTrainer(Trainer):
+    """Train an :class:`~rlbook.agents.a3c.A3CAgent` with ``agent.config.workers`` workers.
+
+    Args:
+        agent: the learner's agent (its ``config`` says how many workers, which mode, synchronous or not).
+        env: an env id (each worker makes ``envs_per_worker`` copies with :func:`rlbook.envs.make_vec`) or a
+            picklable function of no arguments that returns one worker's vector env, such as
+            ``functools.partial(make_atari, "Pong", num_envs=8)``.
+        envs_per_worker: copies per worker when ``env`` is an id.
+        backend: ``"processes"`` (spawned processes on this machine) or ``"ray"`` (Ray actors: on this machine
+            after ``ray.init()``, on a cluster after ``ray.init(address=...)``; started locally if Ray is not
+            running yet).
+        ray_cpus_per_worker: the CPUs Ray reserves for each worker (0.5 fits two workers per core).
+        total_steps, total_episodes, plugins, objective, seed, check_every: as in :class:`~rlbook.train.Trainer`.
+            Steps count the environment steps in the messages the learner has used; ``seed`` seeds worker ``i``'s
+            environments from ``seed + i * envs_per_worker`` (the numbers an A2C with all the envs would use).
+
+    After :meth:`run`, ``policy_lags`` holds one entry per update: how many updates the weights that produced
+    the message were behind the learner's. Plugins see ``before_step``/``after_step`` once per message (with
+    ``transition=None``) and ``after_episode`` for every episode the workers finished; ``before_episode`` is not
+    called (the episodes start in the workers).
+    """
+
+    def __init__(self, agent: A3CAgent, env: str | Callable[[], gym.vector.VectorEnv], *,
+                 envs_per_worker: int = 4, backend: str = "processes", total_steps: int | None = None,
+                 total_episodes: int | None = None, plugins: Sequence[Plugin] = (), objective=None,
+                 seed: int | None = None, check_every: int = 1_000, ray_cpus_per_worker: float = 1.0):
+        if not isinstance(agent, A3CAgent):
+            raise TypeError(f"A3CTrainer trains an A3CAgent, got {type(agent).__name__}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(env, str):
+            env = functools.partial(make_vec, env, check_int("envs_per_worker", envs_per_worker, 1))
+        elif not callable(env) or isinstance(env, gym.Env | gym.vector.VectorEnv):
+            raise TypeError("env must be an env id or a picklable function that makes one worker's vector env "
+                            f"(an open environment cannot travel to a worker), got {type(env).__name__}")
+        self.make_env = env
+        probe = as_vector_env(env())  # the spaces, checked here rather than in every worker
+        try:
+            super().__init__(agent, probe, total_steps=total_steps, total_episodes=total_episodes,
+                             plugins=plugins, objective=objective, seed=seed, check_every=check_every)
+            self.envs_per_worker = probe.num_envs
+        finally:
+            probe.close()
+        self.backend = backend
+        self.ray_cpus_per_worker = ray_cpus_per_worker
+        if backend == "ray":
+            _ray_started()  # here, not in run(): starting Ray takes seconds that are not training
+        self.policy_lags: list[int] = []
+        #: ``(learner update, worker index, environment steps)`` of every message used, in order.
+        self.messages: list[tuple[int, int, int]] = []
+
+    @property
+    def num_envs(self) -> int:
+        return self.agent.config.workers * self.envs_per_worker
+
+    def _worker_args(self, weights) -> list[tuple]:
+        c: A3CConfig = self.agent.config
+        out = []
+        for i in range(c.workers):
+            config = c.replace(device="cpu", seed=None if c.seed is None else c.seed + i)
+            seed = None if self.seed is None else self.seed + self.step + i * self.envs_per_worker
+            out.append((self.make_env, config, weights, seed, self.objective))
+        return out
+
+    def _loop(self) -> None:
+        if not self.train:
+            raise ValueError("A3CTrainer only trains; evaluate a trained agent with rlbook.evaluate")
+        agent: A3CAgent = self.agent
+        c = agent.config
+        if self.backend == "ray":
+            weights = RayWeights()
+            pool = RayWorkerPool(play_rollouts, self._worker_args(weights), name="a3c-worker",
+                                 max_queued=c.max_queued, cpus_per_worker=self.ray_cpus_per_worker)
+            weights.attach(pool)
+        else:
+            weights = SharedWeights(agent.weights_vector())
+            pool = WorkerPool(play_rollouts, self._worker_args(weights), name="a3c-worker",
+                              max_queued=c.max_queued)
+        with pool:
+            weights.publish(agent.weights_vector(), agent.num_updates)
+            while not self._budget_spent():
+                if self.plugins:
+                    self._call("before_step")
+                try:
+                    index, message = pool.get()
+                except WorkerError:
+                    if self.signal is not None:  # a signal to the process group reached the workers too
+                        break
+                    raise
+                metrics = self._learn(index, message)
+                weights.publish(agent.weights_vector(), agent.num_updates)
+                self._episodes(message["episodes"])
+                if self.step - self._last_check >= self.check_every:
+                    self.check_finite()
+                if self.plugins:
+                    self._call("after_step", None, metrics)
+        self.check_finite()
+
+    def _learn(self, index: int, message: dict[str, Any]) -> dict[str, Any]:
+        agent: A3CAgent = self.agent
+        lag = agent.num_updates - int(message["version"])
+        if "rollout" in message:
+            rollout = message["rollout"]
+            if not rollout.obs.flags.writeable:  # Ray hands over read-only views of its object store
+                rollout = copy.deepcopy(rollout)
+            metrics = agent.learn_from_rollout(rollout)
+        else:
+            agent.apply_gradients(message["gradients"])
+            metrics = dict(message["metrics"])
+        steps = int(message["steps"])
+        agent.num_steps += steps
+        self.step += steps  # together with the agent's counter: the two move as one
+        self.policy_lags.append(lag)
+        self.messages.append((agent.num_updates, index, steps))
+        metrics["policy_lag"] = lag
+        self.last_metrics = metrics
+        return metrics
+
+    def _episodes(self, episodes) -> None:
+        for env_id, episode_return, length in episodes:
+            self.episode_returns.append(float(episode_return))
+            self.episode_lengths.append(int(length))
+            self.episode_end_steps.append(self.step)
+            self._call("after_episode", int(env_id), float(episode_return), int(length))
+
+
+def _ray_started() -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+
+
+__all__ = ["A3CTrainer", "RayWeights", "RolloutWorker", "SharedWeights", "play_rollouts"]
