@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -258,6 +259,9 @@ class A3CTrainer(Trainer):
         if backend == "ray":
             _ray_started()  # here, not in run(): starting Ray takes seconds that are not training
         self.policy_lags: list[int] = []
+        #: Seconds from the start of :meth:`run` to the first message (starting the workers: spawning
+        #: interpreters, importing PyTorch, making environments); part of the training time.
+        self.startup_seconds = math.nan
         #: ``(learner update, worker index, environment steps)`` of every message used, in order.
         self.messages: list[tuple[int, int, int]] = []
 
@@ -299,6 +303,8 @@ class A3CTrainer(Trainer):
                     if self.signal is not None:  # a signal to the process group reached the workers too
                         break
                     raise
+                if math.isnan(self.startup_seconds):
+                    self.startup_seconds = time.perf_counter() - self.start_time
                 metrics = self._learn(index, message)
                 weights.publish(agent.weights_vector(), agent.num_updates)
                 self._episodes(message["episodes"])
