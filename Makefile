@@ -108,6 +108,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/pg_cartpole.py --seeds 10
 	$(BIN)/python bench/pg_variance.py --seeds 5
 	$(BIN)/python bench/a2c_sensitivity.py
+	$(BIN)/python bench/a3c_cartpole.py --seeds 10
+	$(BIN)/python bench/a3c_throughput.py
 
 # Break the RL math on purpose, one small change at a time, and check that a test goes red (tools/mutants.py).
 # ONLY="replay dqn" restricts it to some targets.

@@ -1,10 +1,17 @@
-"""A2C on Pong (chapter 10): env steps and seconds until the mean score of the last 100 games reaches 18.
+"""A2C on Pong (chapter 10), and A3C with ``--workers`` (chapter 11): env steps and seconds until the mean score
+of the last 100 games reaches 18.
 
-Writes ``results/10_a2c/<results-name>.json``::
+Writes ``results/10_a2c/<results-name>.json`` (A3C: ``results/11_a3c/``)::
 
     python bench/a2c_pong.py --device cuda                               # the full run (a GPU), a2c_pong.json
     python bench/a2c_pong.py --device cpu --max-minutes 25 \\
         --results-name a2c_pong_cpu_proof                                # a short CPU proof run
+    python bench/a2c_pong.py --device cuda --workers 15 --num-envs 8     # A3C: 15 worker processes x 8 games,
+                                                                         # the learner on the GPU (a3c_pong.json)
+
+With ``--workers N`` (N > 0) the run is A3C (``A3CConfig.pong()``, ``--mode data`` or ``gradients``): N worker
+processes each play ``--num-envs`` games in their own ale-py vector env on the CPU and the learner trains on
+``--device``.
 
 Settings: ``A2CConfig.pong()`` (the old text's: 4-step returns, Adam lr 0.001 with eps 1e-3, entropy bonus 0.01,
 gradient clipping at 0.1, one Nature CNN shared by actor and critic) on ``--num-envs`` (50) copies of Pong in
@@ -18,6 +25,7 @@ Scores are real game scores (21 points wins), read by the
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -31,9 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dqn_pong  # noqa: E402
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
+from rlbook.agents.a3c import A3CAgent, A3CConfig  # noqa: E402
 from rlbook.core import resolve_device, seed_everything  # noqa: E402
 from rlbook.envs.atari import make_atari  # noqa: E402
 from rlbook.logs import GameScores  # noqa: E402
+from rlbook.parallel import A3CTrainer  # noqa: E402
 from rlbook.results import summarize, write_results  # noqa: E402
 from rlbook.train import Checkpoint, Trainer  # noqa: E402
 
@@ -87,7 +97,10 @@ class Progress(dqn_pong.Progress):
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    p.add_argument("--num-envs", type=int, default=50, help="Pong copies in ale-py's vector env")
+    p.add_argument("--num-envs", type=int, default=50, help="Pong copies in ale-py's vector env (per worker "
+                                                             "with --workers)")
+    p.add_argument("--workers", type=int, default=0, help="A3C worker processes (0: A2C in one process)")
+    p.add_argument("--mode", choices=("data", "gradients"), default="data", help="A3C's variant")
     p.add_argument("--total-steps", type=int, default=10_000_000, help="budget in env steps (x4 frames)")
     p.add_argument("--max-minutes", type=float, default=math.inf, help="stop training after this wall time")
     p.add_argument("--seed", type=int, default=0)
@@ -114,57 +127,71 @@ def main(argv=None) -> Path:
     device = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    name = args.results_name or ("a2c_pong" if device.type == "cuda" else "a2c_pong_cpu")
+    algo, folder = ("a3c", "11_a3c") if args.workers > 0 else ("a2c", "10_a2c")
+    name = args.results_name or (f"{algo}_pong" if device.type == "cuda" else f"{algo}_pong_cpu")
     if args.inspect:
-        agent = A2CAgent.from_checkpoint(args.inspect, device=str(device))
+        agent = (A3CAgent if args.workers > 0 else A2CAgent).from_checkpoint(args.inspect, device=str(device))
         health = feature_health(agent)
         name = args.results_name or f"{name}_features"  # never the run's own results file
-        path = write_results(f"10_a2c/{name}", {}, seeds=[agent.config.seed], checkpoint=Path(args.inspect).name,
+        path = write_results(f"{folder}/{name}", {}, seeds=[agent.config.seed], checkpoint=Path(args.inspect).name,
                              env_steps=agent.num_steps, updates=agent.num_updates, config=agent.config.to_dict(),
                              feature_health=health)
         print(health, "\nwrote", path)
         return path
     overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
-    config = A2CConfig.pong(device=str(device), seed=args.seed, **overrides)
+    if args.workers > 0:
+        config = A3CConfig.pong(device=str(device), seed=args.seed, workers=args.workers, mode=args.mode,
+                                **overrides)
+    else:
+        config = A2CConfig.pong(device=str(device), seed=args.seed, **overrides)
 
     seed_everything(args.seed)
-    env = make_atari("Pong", args.num_envs, vectorized="ale", num_threads=args.env_threads)
-    agent = A2CAgent(env.single_observation_space, env.single_action_space, config)
+    make_env = functools.partial(make_atari, "Pong", args.num_envs, vectorized="ale", num_threads=args.env_threads)
+    env = make_env()
+    agent = (A3CAgent if args.workers > 0 else A2CAgent)(env.single_observation_space, env.single_action_space,
+                                                         config)
     scores = GameScores(threshold=args.threshold, window=args.window)
     progress = Progress(scores, args.log_every, args.max_minutes * 60, quiet=args.quiet)
     plugins = [scores, progress]
     if args.checkpoint:
         plugins.append(Checkpoint(args.checkpoint, every_steps=args.checkpoint_every))
-    trainer = Trainer(agent, env, total_steps=args.total_steps, plugins=plugins, seed=args.seed).run()
-    env.close()
+    if args.workers > 0:
+        env.close()  # each worker makes its own
+        trainer = A3CTrainer(agent, make_env, total_steps=args.total_steps, plugins=plugins, seed=args.seed).run()
+    else:
+        trainer = Trainer(agent, env, total_steps=args.total_steps, plugins=plugins, seed=args.seed).run()
+        env.close()
 
     elapsed = trainer.elapsed
     solved = scores.solved_at_step is not None
     last = scores.scores[-args.window:]
     first = scores.scores[:args.window]
     metrics = {
-        "a2c_pong_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="env steps"),
-        "a2c_pong_frames_to_solve": summarize([None if not solved else FRAME_SKIP * scores.solved_at_step],
+        f"{algo}_pong_steps_to_solve": summarize([scores.solved_at_step], budget=trainer.step, unit="env steps"),
+        f"{algo}_pong_frames_to_solve": summarize([None if not solved else FRAME_SKIP * scores.solved_at_step],
                                               budget=FRAME_SKIP * trainer.step, unit="frames"),
-        "a2c_pong_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
-        "a2c_pong_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
-        "a2c_pong_first_mean_score": summarize([float(np.mean(first)) if first else None],
+        f"{algo}_pong_seconds_to_solve": summarize([scores.solved_at_seconds], budget=round(elapsed, 1), unit="s"),
+        f"{algo}_pong_frames_per_second": summarize([FRAME_SKIP * trainer.step / elapsed], unit="frames/s"),
+        f"{algo}_pong_first_mean_score": summarize([float(np.mean(first)) if first else None],
                                                unit=f"mean score of the first {len(first)} games"),
-        "a2c_pong_final_mean_score": summarize([float(np.mean(last)) if last else None],
+        f"{algo}_pong_final_mean_score": summarize([float(np.mean(last)) if last else None],
                                                unit=f"mean score of the last {len(last)} games"),
     }
     if device.type != "cuda":  # the seconds-to-solve metric is the GPU run's
-        del metrics["a2c_pong_seconds_to_solve"]
+        del metrics[f"{algo}_pong_seconds_to_solve"]
     path = write_results(
-        f"10_a2c/{name}", metrics, seeds=[args.seed],
+        f"{folder}/{name}", metrics, seeds=[args.seed],
         settings={"overrides": overrides, "config": config.to_dict(), "num_envs": args.num_envs,
+                  "workers": args.workers,
                   "total_steps": args.total_steps,
                   "max_minutes": None if math.isinf(args.max_minutes) else args.max_minutes,
                   "threshold": args.threshold, "window": args.window, "frame_skip": FRAME_SKIP,
                   "torch_threads": torch.get_num_threads(), "device": str(device),
                   "env": f"make_atari('Pong', {args.num_envs}, vectorized='ale', num_threads={args.env_threads})"},
         run={"steps": trainer.step, "seconds": round(elapsed, 1), "stop_reason": trainer.stop_reason,
-             "games": len(scores.scores), "updates": agent.num_updates, "solved": solved},
+             "games": len(scores.scores), "updates": agent.num_updates, "solved": solved,
+             **({"policy_lag_mean": float(np.mean(trainer.policy_lags)),
+                 "startup_seconds": round(trainer.startup_seconds, 2)} if args.workers > 0 else {})},
         feature_health=feature_health(agent),
         curve={"game_end_steps": scores.end_steps, "game_end_seconds": [round(s, 1) for s in scores.end_seconds],
                "game_scores": [round(s) for s in scores.scores]},

@@ -10,13 +10,15 @@ their mean is at least 475 and 100 more fresh greedy episodes confirm it. Evalua
 workers may fill their bounded queues meanwhile: at most ``max_queued`` rollouts each); a run stops at its solve;
 one that never solves is ``null`` and counts as its budget in the median.
 
-**The agents**, all with ``A2CConfig.cartpole()``'s hyperparameters and 8 CartPoles in all:
-``a2c`` -- one process, 8 environments (``bench/pg_cartpole.py``'s A2C, measured again here under the same
-conditions); ``a3c_data`` -- data-parallel A3C, 2 worker processes x 4 environments, the learner in the main
-process; ``a3c_gradients`` -- gradient-parallel A3C, the same layout; ``a3c_data_sync`` -- data-parallel with
-``synchronous=True`` (each worker waits for the update its rollout caused: no policy lag from running ahead), to
-isolate what the lag costs. One PyTorch thread per process; the machine's cores are in the provenance. A3C's
-seconds include starting its workers (``startup_seconds`` in each run: new interpreters importing PyTorch).
+**The agents**, 8 CartPoles in all: ``a2c`` -- ``A2CConfig.cartpole()`` in one process, 8 environments
+(``bench/pg_cartpole.py``'s A2C, measured again here under the same conditions); ``a3c_data`` --
+``A3CConfig.cartpole()`` (A2C's preset at half its learning rate, 0.001), data-parallel, 2 worker processes x 4
+environments, the learner in the main process; ``a3c_gradients`` -- gradient-parallel, the same layout;
+``a3c_data_sync`` -- data-parallel with ``synchronous=True`` (each worker waits for the weights that include its
+rollout's update: only the other worker's updates can be missing), to isolate what the lag costs;
+``a3c_data_lr002`` -- data-parallel at A2C's learning rate, 0.002 (why the preset halves it). One PyTorch
+thread per process; the machine's cores are in the provenance. A3C's seconds include starting its workers
+(``startup_seconds`` in each run: new interpreters importing PyTorch).
 """
 
 from __future__ import annotations
@@ -42,8 +44,13 @@ from rlbook.parallel import A3CTrainer  # noqa: E402
 from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
-AGENTS = ("a2c", "a3c_data", "a3c_gradients", "a3c_data_sync")
+AGENTS = ("a2c", "a3c_data", "a3c_gradients", "a3c_data_sync", "a3c_data_lr002")
 WORKERS, ENVS_PER_WORKER = 2, 4
+
+
+def a3c_config(kind: str) -> A3CConfig:
+    return A3CConfig.cartpole(workers=WORKERS, mode="gradients" if kind == "a3c_gradients" else "data",
+                              synchronous=kind == "a3c_data_sync", **({"lr": 2e-3} if kind == "a3c_data_lr002" else {}))
 
 
 def run(kind: str, seed: int, budget: int) -> dict:
@@ -57,9 +64,7 @@ def run(kind: str, seed: int, budget: int) -> dict:
         trainer = Trainer(agent, probe, total_steps=budget, plugins=[greedy], seed=seed).run()
     else:
         probe.close()
-        config = A3CConfig.cartpole(seed=seed, device="cpu", workers=WORKERS,
-                                    mode="gradients" if kind == "a3c_gradients" else "data",
-                                    synchronous=kind == "a3c_data_sync")
+        config = a3c_config(kind).replace(seed=seed, device="cpu")
         agent = A3CAgent(obs_space, act_space, config)
         trainer = A3CTrainer(agent, "CartPole-v1", envs_per_worker=ENVS_PER_WORKER, total_steps=budget,
                              plugins=[greedy], seed=seed).run()
@@ -101,9 +106,7 @@ def main() -> None:
                                                                     "updates")
         layout = ("1 process x 8 envs" if kind == "a2c" else
                   f"{WORKERS} worker processes x {ENVS_PER_WORKER} envs + the learner")
-        config = (A2CConfig.cartpole() if kind == "a2c" else
-                  A3CConfig.cartpole(workers=WORKERS, mode="gradients" if kind == "a3c_gradients" else "data",
-                                     synchronous=kind == "a3c_data_sync")).to_dict()
+        config = (A2CConfig.cartpole() if kind == "a2c" else a3c_config(kind)).to_dict()
         entry = {"command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "budget": args.budget, "envs": f"CartPole-v1, {layout} (gymnasium vector_entry_point)",
                  "config": config, "torch_threads": 1, "runs": runs}

@@ -342,7 +342,8 @@ class GameScores(Plugin):
     def before_training(self, trainer) -> None:
         from rlbook.envs.atari import find_atari_episodes
 
-        self._source = find_atari_episodes(trainer.env)
+        # an A3CTrainer's games come from its workers' envs
+        self._source = getattr(trainer, "atari_games", None) or find_atari_episodes(trainer.env)
         self._seen = len(self._source.episode_scores)
 
     def after_step(self, trainer, transition, metrics) -> None:

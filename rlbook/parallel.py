@@ -46,40 +46,47 @@ BACKENDS = ("processes", "ray")
 class SharedWeights:
     """The learner's newest weights in shared memory, for worker processes on this machine.
 
-    ``publish`` writes a version (a sequence number, odd while writing, brackets the copy); ``fetch`` copies the
-    vector and retries if the learner wrote in the meantime, so a worker never loads a mix of two versions.
-    Passed to spawned workers, the two tensors travel as shared-memory handles (``torch.multiprocessing``), not
-    copies."""
+    ``publish`` writes a version with, for each worker, how many of its messages the learner has applied; a
+    sequence number, odd while writing, brackets the write. ``fetch`` copies the vector and retries if the
+    learner wrote in the meantime, so a worker never loads a mix of two versions. Passed to spawned workers, the
+    tensors travel as shared-memory handles (``torch.multiprocessing``), not copies."""
 
-    def __init__(self, vector: torch.Tensor):
+    def __init__(self, vector: torch.Tensor, workers: int = 1):
         self.vector = vector.detach().clone().float().cpu().share_memory_()
-        #: ``[sequence, version]``
-        self.state = torch.zeros(2, dtype=torch.int64).share_memory_()
+        #: ``[sequence, version, applied by worker 0, applied by worker 1, ...]``
+        self.state = torch.zeros(2 + workers, dtype=torch.int64).share_memory_()
 
-    def publish(self, vector: torch.Tensor, version: int) -> None:
-        """Make ``vector`` the newest weights, called ``version`` (learner side)."""
+    def publish(self, vector: torch.Tensor, version: int, applied: Sequence[int] = ()) -> None:
+        """Make ``vector`` the newest weights, called ``version``, after ``applied[i]`` messages of worker ``i``
+        (learner side)."""
         self.state[0] += 1
         self.vector.copy_(vector)
         self.state[1] = version
+        if len(applied):
+            self.state[2:] = torch.as_tensor(applied, dtype=torch.int64)
         self.state[0] += 1
 
     def version(self) -> int:
         """The newest version (``-1`` before the first publish)."""
         return int(self.state[1]) if int(self.state[0]) else -1
 
-    def fetch(self, have: int) -> tuple[int, torch.Tensor] | None:
-        """``(version, vector copy)`` when a version other than ``have`` is published, else ``None``."""
+    def fetch(self, have: int) -> tuple[int, torch.Tensor, list[int]] | None:
+        """``(version, vector copy, applied)`` when a version other than ``have`` is published, else ``None``
+        (also before the first publish)."""
         while True:
             before = int(self.state[0])
-            if before % 2 or before == 0:  # being written, or nothing yet
-                time.sleep(0.0005)
+            if before == 0:
+                return None
+            if before % 2:  # being written: a copy now could mix two versions
+                time.sleep(0.0001)
                 continue
             version = int(self.state[1])
             if version == have:
                 return None
             copy = self.vector.clone()
+            applied = self.state[2:].tolist()
             if int(self.state[0]) == before:
-                return version, copy
+                return version, copy, applied
 
 
 class RayWeights:
@@ -100,22 +107,24 @@ class RayWeights:
     def __getstate__(self):
         return {"pool": None}  # the workers read their inbox; the pool stays with the learner
 
-    def publish(self, vector: torch.Tensor, version: int) -> None:
-        """Make ``vector`` the newest weights, called ``version`` (learner side)."""
+    def publish(self, vector: torch.Tensor, version: int, applied: Sequence[int] = ()) -> None:
+        """Make ``vector`` the newest weights, called ``version``, after ``applied[i]`` messages of worker ``i``
+        (learner side)."""
         import ray
 
         ref = ray.put(vector.detach().float().cpu().numpy())
-        self.pool.broadcast(self.KEY, (version, [ref]))  # in a list: the reference travels, not the array
+        # in a list: the reference travels, not the array
+        self.pool.broadcast(self.KEY, (version, [ref], list(applied)))
 
-    def fetch(self, have: int) -> tuple[int, torch.Tensor] | None:
-        """``(version, vector)`` when a version other than ``have`` has been delivered, else ``None``."""
+    def fetch(self, have: int) -> tuple[int, torch.Tensor, list[int]] | None:
+        """``(version, vector, applied)`` when a version other than ``have`` has been delivered, else ``None``."""
         import ray
 
         newest = ray_inbox().get(self.KEY)
         if newest is None or newest[0] == have:
             return None
-        version, (ref,) = newest
-        return version, torch.from_numpy(np.array(ray.get(ref)))
+        version, (ref,), applied = newest
+        return version, torch.from_numpy(np.array(ray.get(ref))), applied
 
 
 # ---------------------------------------------------------------------------------------------- worker side
@@ -126,28 +135,36 @@ class RolloutWorker(A3CAgent):
     environment steps), ``episodes`` (``(env, return, length)`` of the episodes finished since the last message)
     and ``rollout`` or ``gradients`` and ``metrics``."""
 
-    def __init__(self, observation_space, action_space, config: A3CConfig, *, send, stop, weights, env_offset=0):
+    def __init__(self, observation_space, action_space, config: A3CConfig, *, send, stop, weights, index=0,
+                 env_offset=0):
         super().__init__(observation_space, action_space, config)
         self.send, self.stop, self.weights = send, stop, weights
-        self.env_offset = env_offset
+        self.index, self.env_offset = index, env_offset
         self.version = -1
+        #: Messages sent so far.
+        self.sent = 0
         self.episodes: list[tuple[int, float, int]] = []
+        #: Scores of the Atari games finished since the last message (:class:`~rlbook.envs.atari.AtariEpisodes`).
+        self.games: list[float] = []
         self.steps_since = 0
         #: Set when the learner no longer listens (the worker's trainer then stops).
         self.stopping = False
 
-    def sync(self, wait_for: int | None = None) -> None:
-        """Load the newest weights; with ``wait_for``, first wait until a version newer than it is out."""
+    def sync(self, until_applied: int | None = None) -> None:
+        """Load the newest weights. With ``until_applied``, wait until weights are published that include
+        that many of this worker's messages (0: the first weights)."""
         while True:
+            newest = self.weights.fetch(self.version)
+            if newest is not None:
+                version, vector, applied = newest
+                self.version = version
+                torch.nn.utils.vector_to_parameters(vector.to(self.device), self.net.parameters())
+                if until_applied is None or (applied[self.index] if applied else 0) >= until_applied:
+                    return
+            elif until_applied is None:
+                return
             if self.stop.is_set():
                 self.stopping = True
-                return
-            newest = self.weights.fetch(self.version)
-            if newest is not None and (wait_for is None or newest[0] > wait_for):
-                self.version = newest[0]
-                torch.nn.utils.vector_to_parameters(newest[1].to(self.device), self.net.parameters())
-                return
-            if wait_for is None:
                 return
             time.sleep(0.0002)
 
@@ -158,7 +175,8 @@ class RolloutWorker(A3CAgent):
     def update(self) -> dict[str, float]:
         if self.rollout is None or not self.rollout.full:
             return {}
-        message: dict[str, Any] = {"version": self.version, "steps": self.steps_since, "episodes": self.episodes}
+        message: dict[str, Any] = {"version": self.version, "steps": self.steps_since, "episodes": self.episodes,
+                                   "games": self.games}
         if self.config.mode == "data":
             rollout = self.rollout
             message["rollout"] = rollout
@@ -169,23 +187,40 @@ class RolloutWorker(A3CAgent):
         if not self.send(message):
             self.stopping = True
             return {}
-        self.episodes, self.steps_since = [], 0
+        self.sent += 1
+        self.episodes, self.games, self.steps_since = [], [], 0
         self.rollout.clear()
-        self.sync(wait_for=self.version if self.config.synchronous else None)
+        # synchronous: wait for the weights that include this message's update
+        self.sync(until_applied=self.sent if self.config.synchronous else None)
         if self.stop.is_set():
             self.stopping = True
         return {}
 
 
 class _WorkerPlugin(Plugin):
-    """Inside a worker: collects finished episodes for the next message, and ends the worker's run when the
-    learner stops."""
+    """Inside a worker: collects finished episodes (and Atari games) for the next message, and ends the worker's
+    run when the learner stops."""
+
+    def __init__(self):
+        self.source, self.seen = None, 0
+
+    def before_training(self, trainer):
+        from rlbook.envs.atari import find_atari_episodes
+
+        try:
+            self.source = find_atari_episodes(trainer.env)
+            self.seen = len(self.source.episode_scores)
+        except (TypeError, ValueError):  # not an Atari env
+            self.source = None
 
     def after_episode(self, trainer, env_id, episode_return, episode_length):
         agent = trainer.agent
         agent.episodes.append((agent.env_offset + env_id, episode_return, episode_length))
 
     def after_step(self, trainer, transition, metrics):
+        if self.source is not None and len(self.source.episode_scores) > self.seen:
+            trainer.agent.games.extend(self.source.episode_scores[self.seen:])
+            self.seen = len(self.source.episode_scores)
         if trainer.agent.stopping:
             trainer.stop("the learner stopped")
 
@@ -199,8 +234,8 @@ def play_rollouts(index: int, make_env: Callable[[], gym.vector.VectorEnv], conf
     env = as_vector_env(make_env())
     try:
         agent = RolloutWorker(env.single_observation_space, env.single_action_space, config, send=send, stop=stop,
-                              weights=weights, env_offset=index * env.num_envs)
-        agent.sync(wait_for=-2)  # the learner's first weights
+                              weights=weights, index=index, env_offset=index * env.num_envs)
+        agent.sync(until_applied=0)  # the learner's first weights
         if agent.stopping:
             return
         Trainer(agent, env, total_steps=2 ** 62, plugins=[_WorkerPlugin()], objective=objective, seed=seed,
@@ -262,6 +297,8 @@ class A3CTrainer(Trainer):
         #: Seconds from the start of :meth:`run` to the first message (starting the workers: spawning
         #: interpreters, importing PyTorch, making environments); part of the training time.
         self.startup_seconds = math.nan
+        #: The Atari games the workers finished (``episode_scores``, read by :class:`~rlbook.logs.GameScores`).
+        self.atari_games = _Games()
         #: ``(learner update, worker index, environment steps)`` of every message used, in order.
         self.messages: list[tuple[int, int, int]] = []
 
@@ -289,11 +326,12 @@ class A3CTrainer(Trainer):
                                  max_queued=c.max_queued, cpus_per_worker=self.ray_cpus_per_worker)
             weights.attach(pool)
         else:
-            weights = SharedWeights(agent.weights_vector())
+            weights = SharedWeights(agent.weights_vector(), c.workers)
             pool = WorkerPool(play_rollouts, self._worker_args(weights), name="a3c-worker",
                               max_queued=c.max_queued)
+        applied = [0] * c.workers  # messages of each worker used so far
         with pool:
-            weights.publish(agent.weights_vector(), agent.num_updates)
+            weights.publish(agent.weights_vector(), agent.num_updates, applied)
             while not self._budget_spent():
                 if self.plugins:
                     self._call("before_step")
@@ -306,8 +344,10 @@ class A3CTrainer(Trainer):
                 if math.isnan(self.startup_seconds):
                     self.startup_seconds = time.perf_counter() - self.start_time
                 metrics = self._learn(index, message)
-                weights.publish(agent.weights_vector(), agent.num_updates)
+                applied[index] += 1
+                weights.publish(agent.weights_vector(), agent.num_updates, applied)
                 self._episodes(message["episodes"])
+                self.atari_games.episode_scores.extend(message["games"])
                 if self.step - self._last_check >= self.check_every:
                     self.check_finite()
                 if self.plugins:
@@ -340,6 +380,14 @@ class A3CTrainer(Trainer):
             self.episode_lengths.append(int(length))
             self.episode_end_steps.append(self.step)
             self._call("after_episode", int(env_id), float(episode_return), int(length))
+
+
+class _Games:
+    """Where an :class:`A3CTrainer` keeps the workers' Atari game scores (the attribute
+    :class:`~rlbook.logs.GameScores` reads from an :class:`~rlbook.envs.atari.AtariEpisodes` env)."""
+
+    def __init__(self):
+        self.episode_scores: list[float] = []
 
 
 def _ray_started() -> None:

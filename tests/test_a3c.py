@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ def test_one_synchronous_worker_is_exactly_a2c(mode):
     worker that played with stale weights, sent the wrong rows or lost a step would break this)."""
     env = make_vec("CartPole-v1", 4)
     a3c = A3CAgent(env.single_observation_space, env.single_action_space,
-                   A3CConfig.cartpole(seed=3, workers=1, synchronous=True, mode=mode))
+                   A3CConfig.from_dict({**A2CConfig.cartpole(seed=3).to_dict(), "workers": 1,
+                                        "synchronous": True, "mode": mode}))
     trainer = A3CTrainer(a3c, "CartPole-v1", envs_per_worker=4, total_steps=2_000, seed=7).run()
     # the learner stops after the message that crosses 2,000 steps: A2C runs to the end of the same rollout
     a2c = A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=3))
@@ -81,15 +83,40 @@ def test_policy_lag_is_recorded_and_bounded_by_the_queue(learned):
 
 
 def test_shared_weights_publish_and_fetch_versions():
-    board = SharedWeights(torch.zeros(3))
-    assert board.version() == -1
-    board.publish(torch.tensor([1.0, 2.0, 3.0]), 0)
-    version, vector = board.fetch(-1)
-    assert version == 0 and vector.tolist() == [1.0, 2.0, 3.0]
+    board = SharedWeights(torch.zeros(3), workers=2)
+    assert board.version() == -1 and board.fetch(-1) is None  # nothing published yet
+    board.publish(torch.tensor([1.0, 2.0, 3.0]), 0, [0, 0])
+    version, vector, applied = board.fetch(-1)
+    assert version == 0 and vector.tolist() == [1.0, 2.0, 3.0] and applied == [0, 0]
     assert board.fetch(0) is None  # nothing newer
-    board.publish(torch.tensor([4.0, 5.0, 6.0]), 1)
+    board.publish(torch.tensor([4.0, 5.0, 6.0]), 1, [0, 1])
     vector[0] = 99.0  # a fetched vector is a copy
-    assert board.fetch(0)[1].tolist() == [4.0, 5.0, 6.0]
+    version, vector, applied = board.fetch(0)
+    assert version == 1 and vector.tolist() == [4.0, 5.0, 6.0] and applied == [0, 1]
+    board.state[0] += 1  # a write under way: fetch waits for it to end rather than copy half of it
+    threading.Timer(0.2, lambda: board.state[0].add_(1)).start()
+    assert board.fetch(0)[0] == 1 and int(board.state[0]) % 2 == 0
+
+
+def lags_beyond_other_workers(trainer) -> int:
+    """How many messages are staler than the other workers' messages since the same worker's previous one
+    (a synchronous worker's weights include its own previous update, so only others' updates can be missing)."""
+    last: dict[int, int] = {}
+    beyond = 0
+    for j, ((_, worker, _), lag) in enumerate(zip(trainer.messages, trainer.policy_lags)):
+        others = sum(1 for _, w, _ in trainer.messages[last.get(worker, -1) + 1:j] if w != worker)
+        beyond += lag > others
+        last[worker] = j
+    return beyond
+
+
+def test_synchronous_workers_never_run_ahead_of_their_own_updates():
+    agent = cartpole_agent(workers=2, synchronous=True)
+    trainer = A3CTrainer(agent, "CartPole-v1", envs_per_worker=4, total_steps=4_000, seed=0).run()
+    assert lags_beyond_other_workers(trainer) == 0 and max(trainer.policy_lags) >= 1
+    free = A3CTrainer(cartpole_agent(workers=2), "CartPole-v1", envs_per_worker=4, total_steps=4_000, seed=0).run()
+    assert lags_beyond_other_workers(free) > len(free.messages) // 2  # the check can fail: running ahead does
+    assert child_pids() == []
 
 
 def test_bad_arguments_are_named():
@@ -186,3 +213,30 @@ def test_ray_pool_delivers_every_message_then_ends(local_ray):
             pool.get(timeout=30)
     assert sorted(m for _, m in got) == [(i, k) for i in range(2) for k in range(5)]
     assert pool.stop() == ["done", "done"]
+
+
+def test_pong_bench_runs_a3c_with_workers_and_counts_their_games(tmp_path):
+    """bench/a2c_pong.py --workers: the full Pong A3C run is one command; here two workers play long enough
+    for games to end (a random Pong game lasts about 800 steps), and their scores reach the learner."""
+    import importlib.util
+
+    from rlbook.results import results_path
+
+    spec = importlib.util.spec_from_file_location("a2c_pong", ROOT / "bench" / "a2c_pong.py")
+    a2c_pong = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(a2c_pong)
+    name = f"_test_a3c_pong_{os.getpid()}"
+    try:
+        path = a2c_pong.main(["--device", "cpu", "--workers", "2", "--num-envs", "2", "--total-steps", "4000",
+                              "--threads", "1", "--env-threads", "1", "--results-name", name, "--quiet",
+                              "--checkpoint", str(tmp_path / "a3c_pong.pt")])
+        data = json.loads(path.read_text())
+    finally:
+        results_path(f"11_a3c/{name}").unlink(missing_ok=True)
+    run = data["provenance"]["run"]
+    assert path.parent.name == "11_a3c" and run["steps"] >= 4000 and run["policy_lag_mean"] >= 0
+    assert run["games"] >= 2 and all(-21 <= s <= 21 for s in data["provenance"]["curve"]["game_scores"])
+    assert data["provenance"]["settings"]["config"]["workers"] == 2
+    assert data["metrics"]["a3c_pong_frames_per_second"]["median"] > 0
+    assert A3CAgent.from_checkpoint(tmp_path / "a3c_pong.pt").num_steps == run["steps"]
+    assert child_pids() == []

@@ -330,6 +330,18 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
         {"my_entropy": lambda p: float(-(p[p > 0] * np.log2(p[p > 0])).sum())},
         {"my_entropy": lambda p: float(-(p[p > 0] * np.log(p[p > 0])).mean())},
         {"my_entropy": lambda p: [1.0, 2.0]}],
+    "ch11.amdahl": [
+        {"my_speedup": lambda s, n: s + (1 - s) / n},
+        {"my_speedup": lambda s, n: n},
+        {"my_speedup": lambda s, n: n * (1 - s)},
+        {"my_speedup": lambda s, n: 1 / (s + (1 - s) * n)},
+        {"my_speedup": lambda s, n: "fast"}],
+    "ch11.seqlock": [
+        {"my_consistent": lambda b, a: b == a},
+        {"my_consistent": lambda b, a: b % 2 == 0},
+        {"my_consistent": lambda b, a: b == a and b % 2 == 0},
+        {"my_consistent": lambda b, a: b > 0 and b % 2 == 0},
+        {"my_consistent": lambda b, a: "yes"}],
 }
 
 

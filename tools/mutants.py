@@ -85,8 +85,14 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
             "ReinforceAgent.learn_from", "ReinforceAgent.weights", "NStepPGAgent._emit", "NStepPGAgent.observe",
             "NStepPGAgent.update", "per_sample_gradients", "gradient_variance"],
            ["tests/test_pg.py"]),
-    "a2c": ("rlbook/agents/a2c.py", ["A2CAgent.act_batch", "A2CAgent.observe", "A2CAgent.learn_from_rollout"],
+    "a2c": ("rlbook/agents/a2c.py", ["A2CAgent.act_batch", "A2CAgent.observe", "A2CAgent.rollout_loss",
+                                     "A2CAgent.rollout_gradients", "A2CAgent.learn_from_rollout"],
             ["tests/test_a2c.py"]),
+    # the learner's side of A3C (the workers' side runs in spawned processes, out of the coverage map's sight;
+    # the synchronous-equals-A2C test checks it end to end)
+    "a3c": ("rlbook/agents/a3c.py", ["A3CAgent.apply_gradients", "gradients_vector"], ["tests/test_a3c.py"]),
+    "parallel": ("rlbook/parallel.py", ["SharedWeights.publish", "SharedWeights.fetch", "A3CTrainer._learn",
+                                        "A3CTrainer._episodes"], ["tests/test_a3c.py"]),
     "schedules": ("rlbook/schedules.py", ["LinearSchedule.value_at", "ExponentialSchedule.value_at",
                                           "ExponentialSchedule.__init__"],
                   ["tests/test_core.py", "tests/test_nets.py", "tests/test_dqn.py"]),
