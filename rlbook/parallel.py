@@ -35,6 +35,7 @@ import torch
 import torch.multiprocessing  # noqa: F401 -- registers the reductions that share tensors with spawned workers
 
 from rlbook.agents.a3c import A3CAgent, A3CConfig, gradients_vector
+from rlbook.agents.base import sample_actions
 from rlbook.config import check_int
 from rlbook.envs import as_vector_env, make_vec
 from rlbook.train import Plugin, Trainer
@@ -168,6 +169,18 @@ class RolloutWorker(A3CAgent):
                 return
             time.sleep(0.0002)
 
+    def begin_run(self, num_envs: int) -> None:
+        super().begin_run(num_envs)
+        #: The probability of each action taken, under the weights that played it (``(T, N)``).
+        self.behaviour = np.ones((self.config.n_steps, num_envs), dtype=np.float32)
+
+    def act_batch(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
+        probs = self.probabilities(obs)
+        actions = sample_actions(probs, self.rng, explore)  # as A2CAgent.act_batch: the same random stream
+        if self.rollout is not None and not self.rollout.full:  # the row this step will fill
+            self.behaviour[self.rollout.pos] = probs[np.arange(len(actions)), actions]
+        return actions + self.action_start
+
     def observe(self, transition) -> None:
         super().observe(transition)
         self.steps_since += transition.num_valid
@@ -178,8 +191,8 @@ class RolloutWorker(A3CAgent):
         message: dict[str, Any] = {"version": self.version, "steps": self.steps_since, "episodes": self.episodes,
                                    "games": self.games}
         if self.config.mode == "data":
-            rollout = self.rollout
-            message["rollout"] = rollout
+            message["rollout"] = self.rollout
+            message["behaviour"] = self.behaviour
         else:
             metrics = self.rollout_gradients(self.rollout)
             message["gradients"] = gradients_vector(self.net)
@@ -361,7 +374,9 @@ class A3CTrainer(Trainer):
             rollout = message["rollout"]
             if not rollout.obs.flags.writeable:  # Ray hands over read-only views of its object store
                 rollout = copy.deepcopy(rollout)
-            metrics = agent.learn_from_rollout(rollout)
+            clip = agent.config.importance_clip
+            metrics = agent.learn_from_rollout(rollout, **({} if clip is None else {
+                "behaviour": message["behaviour"], "importance_clip": clip}))
         else:
             agent.apply_gradients(message["gradients"])
             metrics = dict(message["metrics"])

@@ -42,7 +42,7 @@ def test_one_synchronous_worker_is_exactly_a2c(mode):
     env = make_vec("CartPole-v1", 4)
     a3c = A3CAgent(env.single_observation_space, env.single_action_space,
                    A3CConfig.from_dict({**A2CConfig.cartpole(seed=3).to_dict(), "workers": 1,
-                                        "synchronous": True, "mode": mode}))
+                                        "synchronous": True, "mode": mode, "importance_clip": None}))
     trainer = A3CTrainer(a3c, "CartPole-v1", envs_per_worker=4, total_steps=2_000, seed=7).run()
     # the learner stops after the message that crosses 2,000 steps: A2C runs to the end of the same rollout
     a2c = A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=3))
@@ -80,6 +80,32 @@ def test_policy_lag_is_recorded_and_bounded_by_the_queue(learned):
     bound = agent.config.workers * (agent.config.max_queued + 1)
     assert lags.min() >= 0 and lags.max() <= bound, (lags.min(), lags.max(), bound)
     assert lags.mean() > 0.5  # asynchronous: most messages come from weights a few updates old
+
+
+def test_the_importance_ratio_weights_each_policy_term_and_is_truncated():
+    """rollout_loss with the behaviour policy's probabilities: equal to the current ones -> the plain loss;
+    twice as likely under the behaviour policy -> half the policy term; far less likely -> truncated at 1."""
+    env = make_vec("CartPole-v1", 4)
+    agent = A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=0))
+    Trainer(agent, env, total_steps=agent.config.n_steps * 4 - 4, seed=0).run()  # one rollout short of full
+    obs = agent.rollout.last_next_obs.copy()
+    agent.observe(__import__("rlbook.rollout", fromlist=["MaskedTransition"]).MaskedTransition(
+        obs=obs, action=np.zeros(4, np.int64), reward=np.ones(4, np.float32), next_obs=obs,
+        terminated=np.zeros(4, bool), truncated=np.zeros(4, bool), env_ids=np.arange(4), valid=np.ones(4, bool)))
+    rollout = agent.rollout
+    assert rollout.full
+    t, n = rollout.steps, rollout.num_envs
+    probs = agent.probabilities(rollout.obs.reshape(t * n, -1))[np.arange(t * n), rollout.actions.reshape(-1)]
+    plain = agent.rollout_loss(rollout)[1]["policy_loss"]
+    same = agent.rollout_loss(rollout, behaviour=probs.reshape(t, n))[1]
+    assert float(same["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)
+    assert float(same["importance_ratio"]) == pytest.approx(1.0, abs=1e-5)
+    half = agent.rollout_loss(rollout, behaviour=np.minimum(2 * probs, 1e9).reshape(t, n))[1]
+    assert float(half["policy_loss"]) == pytest.approx(float(plain) / 2, rel=1e-5)
+    rare = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n))[1]
+    assert float(rare["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)  # ratio 10, truncated to 1
+    loose = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n), importance_clip=20.0)[1]
+    assert float(loose["policy_loss"]) == pytest.approx(10 * float(plain), rel=1e-5)
 
 
 def test_shared_weights_publish_and_fetch_versions():

@@ -179,8 +179,14 @@ class A2CAgent(Agent):
         self.rollout.clear()
         return metrics
 
-    def rollout_loss(self, rollout: RolloutBuffer) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """A2C's loss on a full rollout (see the module docstring), with its parts as detached tensors."""
+    def rollout_loss(self, rollout: RolloutBuffer, behaviour: np.ndarray | None = None,
+                     importance_clip: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """A2C's loss on a full rollout (see the module docstring), with its parts as detached tensors.
+
+        ``behaviour``: the probability, under the policy that played, of each action taken (``(T, N)``), for
+        a rollout played by older weights (A3C's workers). Each step's policy term is then weighted by the
+        truncated importance ratio ``min(importance_clip, pi(a|s) / behaviour)`` (as in IMPALA's V-trace
+        policy gradient), which undoes most of the bias of learning from a slightly older policy."""
         c = self.config
         t, n = rollout.steps, rollout.num_envs
         # one forward pass for the T x N rows and the N observations after them (their values bootstrap)
@@ -203,26 +209,33 @@ class A2CAgent(Agent):
         log_probs = F.log_softmax(logits, dim=1)
         actions = torch.as_tensor(rollout.actions.reshape(-1), device=dev).long()
         taken = log_probs.gather(1, actions.unsqueeze(1)).squeeze(1)
-        policy_loss = -(taken * adv.detach() * mask).sum() / rows
+        weight = adv.detach()
+        extra = {}
+        if behaviour is not None:
+            mu = torch.as_tensor(np.asarray(behaviour).reshape(-1), device=dev, dtype=taken.dtype)
+            ratio = (taken.detach().exp() / mu.clamp(min=1e-8)).clamp(max=importance_clip)
+            weight = weight * ratio
+            extra["importance_ratio"] = (ratio * mask).sum() / rows
+        policy_loss = -(taken * weight * mask).sum() / rows
         value_loss = ((targets.view(-1) - values) ** 2 * mask).sum() / rows
         entropy = (-(log_probs.exp() * log_probs).sum(dim=1) * mask).sum() / rows
         loss = policy_loss + c.value_coef * value_loss - c.entropy_beta * entropy
         return loss, {"loss": loss.detach(), "policy_loss": policy_loss.detach(),
-                      "value_loss": value_loss.detach(), "entropy": entropy.detach()}
+                      "value_loss": value_loss.detach(), "entropy": entropy.detach(), **extra}
 
-    def rollout_gradients(self, rollout: RolloutBuffer) -> dict[str, torch.Tensor]:
+    def rollout_gradients(self, rollout: RolloutBuffer, **loss_kwargs) -> dict[str, torch.Tensor]:
         """Fill the parameters' ``.grad`` with the (clipped) gradient of :meth:`rollout_loss`; returns the loss
         parts and the gradient's norm before clipping."""
-        loss, metrics = self.rollout_loss(rollout)
+        loss, metrics = self.rollout_loss(rollout, **loss_kwargs)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.config.max_grad_norm
         metrics["grad_norm"] = clip_grad_norm(list(self.net.parameters()), math.inf if limit is None else limit)
         return metrics
 
-    def learn_from_rollout(self, rollout: RolloutBuffer) -> dict[str, torch.Tensor]:
+    def learn_from_rollout(self, rollout: RolloutBuffer, **loss_kwargs) -> dict[str, torch.Tensor]:
         """One gradient step on a full rollout: :meth:`rollout_gradients`, then Adam."""
-        metrics = self.rollout_gradients(rollout)
+        metrics = self.rollout_gradients(rollout, **loss_kwargs)
         self.optimizer.step()
         self.num_updates += 1
         return metrics

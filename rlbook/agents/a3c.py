@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig
-from rlbook.config import check_int
+from rlbook.config import check_float, check_int
 
 
 @dataclass(kw_only=True)
@@ -44,11 +44,17 @@ class A3CConfig(A2CConfig):
     one worker, exactly A2C)."""
     max_queued: int = 2
     """Messages a worker may have on its way to the learner before its send waits (bounds the lag)."""
+    importance_clip: float | None = 1.0
+    """Data-parallel only: weight each step's policy term by the truncated importance ratio
+    ``min(importance_clip, pi_now(a|s) / pi_played(a|s))``, correcting for the policy lag (``None``: plain A3C,
+    no correction)."""
 
     def validate(self) -> None:
         super().validate()
         check_int("workers", self.workers, 1)
         check_int("max_queued", self.max_queued, 1)
+        if self.importance_clip is not None:
+            check_float("importance_clip", self.importance_clip, 0.0, low_open=True)
 
     @classmethod
     def cartpole(cls, **overrides) -> A3CConfig:
