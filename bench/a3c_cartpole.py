@@ -12,13 +12,12 @@ one that never solves is ``null`` and counts as its budget in the median.
 
 **The agents**, 8 CartPoles in all: ``a2c`` -- ``A2CConfig.cartpole()`` in one process, 8 environments
 (``bench/pg_cartpole.py``'s A2C, measured again here under the same conditions); ``a3c_data`` --
-``A3CConfig.cartpole()`` (A2C's preset at half its learning rate, 0.001), data-parallel with truncated importance
-weights (``importance_clip=1``), 2 worker processes x 4 environments, the learner in the main process;
-``a3c_gradients`` -- gradient-parallel, the same layout;
+``A3CConfig.cartpole()`` (A2C's preset at half its learning rate, 0.001), data-parallel, 2 worker processes x 4
+environments, the learner in the main process; ``a3c_gradients`` -- gradient-parallel, the same layout;
 ``a3c_data_sync`` -- data-parallel with ``synchronous=True`` (each worker waits for the weights that include its
 rollout's update: only the other worker's updates can be missing), to isolate what the lag costs;
-``a3c_data_plain`` -- data-parallel without the importance weights (plain A3C); ``a3c_data_lr002`` -- plain
-data-parallel at A2C's learning rate, 0.002 (why the preset halves it). One PyTorch
+``a3c_data_ratio`` -- data-parallel with truncated importance weights (``importance_clip=1``);
+``a3c_data_lr002`` -- data-parallel at A2C's learning rate, 0.002 (why the preset halves it). One PyTorch
 thread per process; the machine's cores are in the provenance. A3C's seconds include starting its workers
 (``startup_seconds`` in each run: new interpreters importing PyTorch).
 """
@@ -46,12 +45,12 @@ from rlbook.parallel import A3CTrainer  # noqa: E402
 from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
-AGENTS = ("a2c", "a3c_data", "a3c_gradients", "a3c_data_sync", "a3c_data_plain", "a3c_data_lr002")
+AGENTS = ("a2c", "a3c_data", "a3c_gradients", "a3c_data_sync", "a3c_data_ratio", "a3c_data_lr002")
 WORKERS, ENVS_PER_WORKER = 2, 4
 
 
 def a3c_config(kind: str) -> A3CConfig:
-    changes = {"a3c_data_plain": {"importance_clip": None}, "a3c_data_lr002": {"importance_clip": None, "lr": 2e-3}}
+    changes = {"a3c_data_ratio": {"importance_clip": 1.0}, "a3c_data_lr002": {"lr": 2e-3}}
     return A3CConfig.cartpole(workers=WORKERS, mode="gradients" if kind == "a3c_gradients" else "data",
                               synchronous=kind == "a3c_data_sync", **changes.get(kind, {}))
 

@@ -42,7 +42,7 @@ def test_one_synchronous_worker_is_exactly_a2c(mode):
     env = make_vec("CartPole-v1", 4)
     a3c = A3CAgent(env.single_observation_space, env.single_action_space,
                    A3CConfig.from_dict({**A2CConfig.cartpole(seed=3).to_dict(), "workers": 1,
-                                        "synchronous": True, "mode": mode, "importance_clip": None}))
+                                        "synchronous": True, "mode": mode}))
     trainer = A3CTrainer(a3c, "CartPole-v1", envs_per_worker=4, total_steps=2_000, seed=7).run()
     # the learner stops after the message that crosses 2,000 steps: A2C runs to the end of the same rollout
     a2c = A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=3))

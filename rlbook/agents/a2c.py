@@ -212,7 +212,7 @@ class A2CAgent(Agent):
         weight = adv.detach()
         extra = {}
         if behaviour is not None:
-            mu = torch.as_tensor(np.asarray(behaviour).reshape(-1), device=dev, dtype=taken.dtype)
+            mu = torch.tensor(np.asarray(behaviour).reshape(-1), device=dev, dtype=taken.dtype)  # a copy
             ratio = (taken.detach().exp() / mu.clamp(min=1e-8)).clamp(max=importance_clip)
             weight = weight * ratio
             extra["importance_ratio"] = (ratio * mask).sum() / rows
