@@ -209,7 +209,35 @@ def test_a_fault_stops_the_run_with_a_checkpoint_and_no_process_left_then_it_res
     assert result["stop_reason"] == "total_steps" and not result["interrupted"]
 
 
-# ------------------------------------------------------------------ Ray
+def test_pong_bench_runs_a3c_with_workers_and_counts_their_games(tmp_path):
+    """bench/a2c_pong.py --workers: the full Pong A3C run is one command; here two workers play long enough
+    for games to end (a random Pong game lasts about 800 steps), and their scores reach the learner."""
+    import importlib.util
+
+    from rlbook.results import results_path
+
+    spec = importlib.util.spec_from_file_location("a2c_pong", ROOT / "bench" / "a2c_pong.py")
+    a2c_pong = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(a2c_pong)
+    name = f"_test_a3c_pong_{os.getpid()}"
+    try:
+        path = a2c_pong.main(["--device", "cpu", "--workers", "2", "--num-envs", "2", "--total-steps", "4000",
+                              "--threads", "1", "--env-threads", "1", "--results-name", name, "--quiet",
+                              "--checkpoint", str(tmp_path / "a3c_pong.pt")])
+        data = json.loads(path.read_text())
+    finally:
+        results_path(f"11_a3c/{name}").unlink(missing_ok=True)
+    run = data["provenance"]["run"]
+    assert path.parent.name == "11_a3c" and run["steps"] >= 4000 and run["policy_lag_mean"] >= 0
+    assert run["games"] >= 2 and all(-21 <= s <= 21 for s in data["provenance"]["curve"]["game_scores"])
+    assert data["provenance"]["settings"]["config"]["workers"] == 2
+    assert data["metrics"]["a3c_pong_frames_per_second"]["median"] > 0
+    assert A3CAgent.from_checkpoint(tmp_path / "a3c_pong.pt").num_steps == run["steps"]
+    assert child_pids() == []
+
+
+# ------------------------------------------------------------------ Ray (last in the file: while the module's Ray
+# instance runs, its own processes are children of this one, so the tests above count children before it starts)
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
@@ -245,29 +273,3 @@ def test_ray_pool_delivers_every_message_then_ends(local_ray):
     assert sorted(m for _, m in got) == [(i, k) for i in range(2) for k in range(5)]
     assert pool.stop() == ["done", "done"]
 
-
-def test_pong_bench_runs_a3c_with_workers_and_counts_their_games(tmp_path):
-    """bench/a2c_pong.py --workers: the full Pong A3C run is one command; here two workers play long enough
-    for games to end (a random Pong game lasts about 800 steps), and their scores reach the learner."""
-    import importlib.util
-
-    from rlbook.results import results_path
-
-    spec = importlib.util.spec_from_file_location("a2c_pong", ROOT / "bench" / "a2c_pong.py")
-    a2c_pong = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(a2c_pong)
-    name = f"_test_a3c_pong_{os.getpid()}"
-    try:
-        path = a2c_pong.main(["--device", "cpu", "--workers", "2", "--num-envs", "2", "--total-steps", "4000",
-                              "--threads", "1", "--env-threads", "1", "--results-name", name, "--quiet",
-                              "--checkpoint", str(tmp_path / "a3c_pong.pt")])
-        data = json.loads(path.read_text())
-    finally:
-        results_path(f"11_a3c/{name}").unlink(missing_ok=True)
-    run = data["provenance"]["run"]
-    assert path.parent.name == "11_a3c" and run["steps"] >= 4000 and run["policy_lag_mean"] >= 0
-    assert run["games"] >= 2 and all(-21 <= s <= 21 for s in data["provenance"]["curve"]["game_scores"])
-    assert data["provenance"]["settings"]["config"]["workers"] == 2
-    assert data["metrics"]["a3c_pong_frames_per_second"]["median"] > 0
-    assert A3CAgent.from_checkpoint(tmp_path / "a3c_pong.pt").num_steps == run["steps"]
-    assert child_pids() == []
