@@ -275,10 +275,10 @@ class A3CTrainer(Trainer):
             Steps count the environment steps in the messages the learner has used; ``seed`` seeds worker ``i``'s
             environments from ``seed + i * envs_per_worker`` (the numbers an A2C with all the envs would use).
 
-    After :meth:`run`, ``policy_lags`` holds one entry per update: how many updates the weights that produced
-    the message were behind the learner's. Plugins see ``before_step``/``after_step`` once per message (with
-    ``transition=None``) and ``after_episode`` for every episode the workers finished; ``before_episode`` is not
-    called (the episodes start in the workers).
+    After :meth:`~rlbook.train.Trainer.run`, ``policy_lags`` holds one entry per update: how many updates the
+    weights that produced the message were behind the learner's. Plugins see ``before_step``/``after_step``
+    once per message (with ``transition=None``) and ``after_episode`` for every episode the workers finished;
+    ``before_episode`` is not called (the episodes start in the workers).
     """
 
     def __init__(self, agent: A3CAgent, env: str | Callable[[], gym.vector.VectorEnv], *,
@@ -307,8 +307,8 @@ class A3CTrainer(Trainer):
         if backend == "ray":
             _ray_started()  # here, not in run(): starting Ray takes seconds that are not training
         self.policy_lags: list[int] = []
-        #: Seconds from the start of :meth:`run` to the first message (starting the workers: spawning
-        #: interpreters, importing PyTorch, making environments); part of the training time.
+        #: Seconds from the start of :meth:`~rlbook.train.Trainer.run` to the first message (starting the workers:
+        #: spawning interpreters, importing PyTorch, making environments); part of the training time.
         self.startup_seconds = math.nan
         #: The Atari games the workers finished (``episode_scores``, read by :class:`~rlbook.logs.GameScores`).
         self.atari_games = _Games()
