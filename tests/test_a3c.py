@@ -17,7 +17,7 @@ import torch
 import worker_targets
 
 from rlbook.agents.a2c import A2CAgent, A2CConfig
-from rlbook.agents.a3c import A3CAgent, A3CConfig
+from rlbook.agents.a3c import A3CAgent, A3CConfig, gradients_vector
 from rlbook.checkpoints import read_checkpoint
 from rlbook.envs import make_vec
 from rlbook.parallel import A3CTrainer, SharedWeights
@@ -111,6 +111,24 @@ def test_the_importance_ratio_weights_each_policy_term_and_is_truncated():
     assert float(rare["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)  # ratio 10, truncated to 1
     loose = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n), importance_clip=20.0)[1]
     assert float(loose["policy_loss"]) == pytest.approx(10 * float(plain), rel=1e-5)
+
+
+def test_gradients_vector_lays_out_every_parameter_in_order_with_zeros_for_missing_grads():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    net(torch.ones(1, 3)).sum().backward()
+    net[1].bias.grad = None  # a parameter the loss did not reach
+    flat = gradients_vector(net)
+    expected = np.concatenate([net[0].weight.grad.numpy().ravel(), net[0].bias.grad.numpy().ravel(),
+                               net[1].weight.grad.numpy().ravel(), [0.0]])
+    assert flat.dtype == np.float32 and flat.shape == (11,)
+    np.testing.assert_array_equal(flat, expected.astype(np.float32))
+    agent = cartpole_agent(workers=1)  # and apply_gradients reads the same layout back
+    before = agent.weights_vector()
+    grad = np.zeros(before.numel(), np.float32)
+    grad[0] = 1.0
+    agent.apply_gradients(grad)
+    changed = (agent.weights_vector() != before).numpy()
+    assert changed[0] and not changed[1:].any()
 
 
 def test_shared_weights_publish_and_fetch_versions():
