@@ -87,32 +87,6 @@ def test_policy_lag_is_recorded_and_bounded_by_the_queue(learned):
         assert np.mean(free.policy_lags) > lags.mean() + 2
 
 
-def test_the_importance_ratio_weights_each_policy_term_and_is_truncated():
-    """rollout_loss with the behaviour policy's probabilities: equal to the current ones -> the plain loss;
-    twice as likely under the behaviour policy -> half the policy term; far less likely -> truncated at 1."""
-    env = make_vec("CartPole-v1", 4)
-    agent = A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=0))
-    Trainer(agent, env, total_steps=agent.config.n_steps * 4 - 4, seed=0).run()  # one rollout short of full
-    obs = agent.rollout.last_next_obs.copy()
-    agent.observe(__import__("rlbook.rollout", fromlist=["MaskedTransition"]).MaskedTransition(
-        obs=obs, action=np.zeros(4, np.int64), reward=np.ones(4, np.float32), next_obs=obs,
-        terminated=np.zeros(4, bool), truncated=np.zeros(4, bool), env_ids=np.arange(4), valid=np.ones(4, bool)))
-    rollout = agent.rollout
-    assert rollout.full
-    t, n = rollout.steps, rollout.num_envs
-    probs = agent.probabilities(rollout.obs.reshape(t * n, -1))[np.arange(t * n), rollout.actions.reshape(-1)]
-    plain = agent.rollout_loss(rollout)[1]["policy_loss"]
-    same = agent.rollout_loss(rollout, behaviour=probs.reshape(t, n))[1]
-    assert float(same["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)
-    assert float(same["importance_ratio"]) == pytest.approx(1.0, abs=1e-5)
-    half = agent.rollout_loss(rollout, behaviour=np.minimum(2 * probs, 1e9).reshape(t, n))[1]
-    assert float(half["policy_loss"]) == pytest.approx(float(plain) / 2, rel=1e-5)
-    rare = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n))[1]
-    assert float(rare["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)  # ratio 10, truncated to 1
-    loose = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n), importance_clip=20.0)[1]
-    assert float(loose["policy_loss"]) == pytest.approx(10 * float(plain), rel=1e-5)
-
-
 def test_gradients_vector_lays_out_every_parameter_in_order_with_zeros_for_missing_grads():
     net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
     net(torch.ones(1, 3)).sum().backward()
