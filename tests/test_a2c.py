@@ -334,6 +334,7 @@ def test_the_importance_ratio_weights_each_policy_term_and_is_truncated():
         terminated=np.zeros(4, bool), truncated=np.zeros(4, bool), env_ids=np.arange(4), valid=np.ones(4, bool)))
     rollout = agent.rollout
     assert rollout.full
+    rollout.valid[0, 0] = False  # an autoreset row: left out of every mean, the ratio's too
     t, n = rollout.steps, rollout.num_envs
     probs = agent.probabilities(rollout.obs.reshape(t * n, -1))[np.arange(t * n), rollout.actions.reshape(-1)]
     plain = agent.rollout_loss(rollout)[1]["policy_loss"]
@@ -342,6 +343,7 @@ def test_the_importance_ratio_weights_each_policy_term_and_is_truncated():
     assert float(same["importance_ratio"]) == pytest.approx(1.0, abs=1e-5)
     half = agent.rollout_loss(rollout, behaviour=np.minimum(2 * probs, 1e9).reshape(t, n))[1]
     assert float(half["policy_loss"]) == pytest.approx(float(plain) / 2, rel=1e-5)
+    assert float(half["importance_ratio"]) == pytest.approx(0.5, rel=1e-5)
     rare = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n))[1]
     assert float(rare["policy_loss"]) == pytest.approx(float(plain), rel=1e-5)  # ratio 10, truncated to 1
     loose = agent.rollout_loss(rollout, behaviour=(probs / 10).reshape(t, n), importance_clip=20.0)[1]
