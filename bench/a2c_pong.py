@@ -17,7 +17,9 @@ Settings: ``A2CConfig.pong()`` (the old text's: 4-step returns, Adam lr 0.001 wi
 gradient clipping at 0.1, one Nature CNN shared by actor and critic) on ``--num-envs`` (50) copies of Pong in
 ale-py's C++ vector env (``rlbook.envs.atari.make_atari("Pong", n, vectorized="ale")``: the DQN
 preprocessing, rewards clipped to their sign for learning). Command-line options override single fields
-(``--lr 0.003`` is the old text's tuned rate, which collapsed our network's features on CPU).
+(``--lr 0.003`` is the old text's tuned rate, which collapsed our network's features on CPU), and
+``--set KEY=VALUE`` any other field of the config (``--set normalize_advantage=true``; with ``--workers``,
+``--set importance_clip=1``).
 Scores are real game scores (21 points wins), read by the
 ``GameScores`` plugin. One env step is 4 emulator frames; the file gives both.
 """
@@ -43,6 +45,7 @@ from rlbook.agents.a3c import A3CAgent, A3CConfig  # noqa: E402
 from rlbook.core import resolve_device, seed_everything  # noqa: E402
 from rlbook.envs.atari import make_atari  # noqa: E402
 from rlbook.logs import GameScores  # noqa: E402
+from rlbook.options import ConfigOptionError, add_set_option, config_from_args, config_overrides  # noqa: E402
 from rlbook.parallel import A3CTrainer  # noqa: E402
 from rlbook.results import summarize, write_results  # noqa: E402
 from rlbook.train import Checkpoint, Trainer  # noqa: E402
@@ -51,6 +54,8 @@ FRAME_SKIP = 4
 #: A2CConfig fields that the command line can override, with their parsers.
 OVERRIDES = {"lr": float, "adam_eps": float, "n_steps": int, "entropy_beta": float, "value_coef": float,
              "max_grad_norm": float, "gae_lambda": float, "gamma": float}
+#: Config fields that --set leaves alone: the script's own options set them.
+NOT_SET = ("seed", "device", "workers", "mode", *OVERRIDES)
 
 
 def feature_health(agent: A2CAgent, steps: int = 100, seed: int = 12_345) -> dict:
@@ -119,7 +124,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "results/10_a2c/<results-name>.json")
     for field, kind in OVERRIDES.items():
         p.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=f"override A2CConfig.{field}")
-    return p.parse_args(argv)
+    add_set_option(p, help="set another field of the config (repeatable), e.g. --set normalize_advantage=true; "
+                           "not one that has its own option here")
+    args = p.parse_args(argv)
+    config_class = A3CConfig if args.workers > 0 else A2CConfig
+    try:  # the --set fields, checked against the preset they change
+        args.set_overrides = config_overrides(config_class, args, exclude=NOT_SET)
+        if args.set_overrides:
+            config_from_args(config_class, args, base=config_class.pong(), exclude=NOT_SET)
+    except ConfigOptionError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv=None) -> Path:
@@ -139,6 +154,7 @@ def main(argv=None) -> Path:
         print(health, "\nwrote", path)
         return path
     overrides = {k: v for k, v in vars(args).items() if k in OVERRIDES and v is not None}
+    overrides.update(args.set_overrides)
     if args.workers > 0:
         config = A3CConfig.pong(device=str(device), seed=args.seed, workers=args.workers, mode=args.mode,
                                 **overrides)

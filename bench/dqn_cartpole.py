@@ -27,7 +27,8 @@ The agents:
 * ``sb3`` -- Stable-Baselines3's DQN with RL Zoo's tuned CartPole-v1 hyperparameters (``SB3_ZOO``) on one env,
   the zoo's epsilon schedule kept (16 % of its 50,000 steps).
 
-All run with ``torch.set_num_threads(--threads)`` (1 by default: fastest for these small networks).
+All run with ``torch.set_num_threads(--threads)`` (1 by default: fastest for these small networks). Options named
+after ``DQNConfig`` fields (``--lr 3e-4``, or ``--set lr=3e-4``) change both of our presets (not SB3's).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from rlbook.agents import PolicyAgent  # noqa: E402
 from rlbook.agents.dqn import DQNAgent, DQNConfig  # noqa: E402
 from rlbook.evaluate import GreedySolve, evaluate  # noqa: E402
+from rlbook.options import ConfigOptionError, add_config_options, config_from_args, config_overrides  # noqa: E402
 from rlbook.results import results_path, summarize, write_results  # noqa: E402
 from rlbook.train import Plugin, Trainer  # noqa: E402
 
@@ -58,10 +60,13 @@ SB3_ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learnin
                exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
 SB3_ZOO_TIMESTEPS = 50_000  # the zoo's n_timesteps; its exploration fraction refers to it
 PREFIX = {"plain": "dqn_cartpole", "best": "best_cartpole", "sb3": "sb3_dqn_cartpole"}
+NOT_OPTIONS = ("seed", "device")  # DQNConfig fields that the script sets itself
+PRESETS = {"plain": DQNConfig.cartpole, "best": DQNConfig.cartpole_few_steps}
 
 
-def configs() -> dict[str, DQNConfig]:
-    return {"plain": DQNConfig.cartpole(device="cpu"), "best": DQNConfig.cartpole_few_steps(device="cpu")}
+def our_config(which: str, overrides: dict | None = None) -> DQNConfig:
+    """Our agent ``which``'s config: its preset, with the command line's ``overrides`` (``--lr``, ``--set``)."""
+    return PRESETS[which](device="cpu", **(overrides or {}))
 
 
 def eval_seed(seed: int) -> int:
@@ -90,9 +95,11 @@ class TrainingWindow(Plugin):
             trainer.stop("both rules met" if self.measure else "greedy rule met (window rule not measured)")
 
 
-def run_ours(which: str, seed: int, budget: int, envs: int, window_rule: bool = True) -> dict:
+def run_ours(which: str, seed: int, budget: int, envs: int, window_rule: bool = True,
+             overrides: dict | None = None) -> dict:
     env = cartpole_vec(envs)
-    agent = DQNAgent(env.single_observation_space, env.single_action_space, configs()[which].replace(seed=seed))
+    agent = DQNAgent(env.single_observation_space, env.single_action_space,
+                     our_config(which, overrides).replace(seed=seed))
     greedy = GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
                          seed=eval_seed(seed), stop=False)
     window = TrainingWindow(greedy, measure=window_rule)
@@ -202,7 +209,7 @@ def ratio(metrics: dict, numerator: str, denominator: str, what: str) -> dict | 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     p.add_argument("--agents", nargs="+", choices=("plain", "best", "sb3"), default=["plain", "best", "sb3"])
     p.add_argument("--budget", type=int, default=150_000, help="our step budget per run")
@@ -211,7 +218,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (all agents)")
     p.add_argument("--no-window", dest="window", action="store_false",
                    help="stop each run at its greedy solve (the window rule's row stays empty: not measured)")
+    add_config_options(p, DQNConfig, exclude=NOT_OPTIONS, base=DQNConfig.cartpole(),
+                       description="change both of our presets, plain's and best's (defaults shown: plain's)")
     args = p.parse_args()
+    try:
+        overrides = config_overrides(DQNConfig, args, exclude=NOT_OPTIONS)
+    except ConfigOptionError as e:
+        p.error(str(e))
+    if overrides and not {"plain", "best"} & set(args.agents):
+        p.error("the DQNConfig options change our agents (plain, best), and neither of them runs")
+    for who in PRESETS:
+        if who in args.agents:  # each preset that runs must accept the values
+            try:
+                config_from_args(DQNConfig, args, base=our_config(who), exclude=NOT_OPTIONS)
+            except ConfigOptionError as e:
+                p.error(f"{e} ({who}'s preset)")
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
 
@@ -221,7 +242,7 @@ def main() -> None:
         budget = args.sb3_budget if who == "sb3" else args.budget
         for seed in seeds:
             run = run_sb3(seed, budget, args.window) if who == "sb3" else run_ours(who, seed, budget, args.envs,
-                                                                                   args.window)
+                                                                                   args.window, overrides)
             runs.append(run)
             print(f"{who} seed {seed}: greedy {run['greedy_steps']} steps {run['greedy_seconds']} s; window "
                   f"{run['window_steps']} steps; ran {run['steps_run']} steps in {run['seconds_run']:.1f} s",
@@ -229,8 +250,9 @@ def main() -> None:
         metrics.update(summarize_runs(PREFIX[who], runs, budget, args.window))
         runs_by_agent[who] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seeds": seeds,
                               "budget": budget, "runs": runs,
-                              "config": (configs()[who].to_dict() if who != "sb3"
+                              "config": (our_config(who, overrides).to_dict() if who != "sb3"
                                          else {**SB3_ZOO, "exploration_fraction_of": SB3_ZOO_TIMESTEPS}),
+                              **({"overrides": overrides} if overrides and who != "sb3" else {}),
                               "envs": (f"CartPole-v1 x{args.envs} (gymnasium vector_entry_point)" if who != "sb3"
                                        else "CartPole-v1 x1 (SB3's DummyVecEnv)"),
                               "window_rule_measured": args.window}

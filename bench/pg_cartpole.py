@@ -17,7 +17,8 @@ Both on Gymnasium's NumPy-vectorised CartPole, one PyTorch thread. ``sb3_a2c`` a
 Stable-Baselines3's A2C and PPO with RL Zoo's CartPole-v1 hyperparameters (``SB3_ZOO``: 8 environments in SB3's
 own ``make_vec_env``; PPO's linear schedules refer to the zoo's 100,000 steps, which is then its budget), judged
 by the same rule through ``bench/dqn_cartpole.py``'s SB3 callback (same evaluation code and seeds). Results go
-beside ours in ``results/10_a2c/a2c_cartpole.json`` with the ratios of the medians.
+beside ours in ``results/10_a2c/a2c_cartpole.json`` with the ratios of the medians. ``--set KEY=VALUE`` changes a
+field of the presets of our agents that run (``--set lr=0.005 --agents a2c``; not SB3's).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dqn_cartpole import CONFIRM, EPISODES, EVERY, THRESHOLD, cartpole_vec, eval
 from rlbook.agents.a2c import A2CAgent, A2CConfig  # noqa: E402
 from rlbook.agents.pg import NStepPGAgent, NStepPGConfig, PGConfig, ReinforceAgent  # noqa: E402
 from rlbook.evaluate import GreedySolve  # noqa: E402
+from rlbook.options import SET_DEST, ConfigOptionError, add_set_option, config_from_args, config_overrides  # noqa: E402
 from rlbook.results import git_commit, merge_results, summarize  # noqa: E402
 from rlbook.train import Trainer  # noqa: E402
 
@@ -48,6 +50,9 @@ RESULTS = {"reinforce": "09_pg/pg_cartpole", "pg": "09_pg/pg_cartpole", "a2c": "
 SB3_ZOO = {"sb3_a2c": dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
            "sb3_ppo": dict(n_envs=8, n_timesteps=100_000, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
                            n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2")}
+#: Our agents' config classes (their ``cartpole()`` presets), and the fields that --set leaves alone.
+CONFIGS = {"reinforce": PGConfig, "pg": NStepPGConfig, "a2c": A2CConfig}
+NOT_SET = ("seed", "device")
 
 
 def run_sb3(kind: str, seed: int) -> dict:
@@ -70,19 +75,21 @@ def run_sb3(kind: str, seed: int) -> dict:
             "budget": budget, "checks": rules.checks}
 
 
-def make_agent(kind: str, env, seed: int):
+def make_agent(kind: str, env, seed: int, overrides: dict | None = None):
+    overrides = overrides or {}
     if kind == "reinforce":
         return ReinforceAgent(env.single_observation_space, env.single_action_space,
-                              PGConfig.cartpole(seed=seed, device="cpu"))
+                              PGConfig.cartpole(seed=seed, device="cpu", **overrides))
     if kind == "pg":
         return NStepPGAgent(env.single_observation_space, env.single_action_space,
-                            NStepPGConfig.cartpole(seed=seed, device="cpu"))
-    return A2CAgent(env.single_observation_space, env.single_action_space, A2CConfig.cartpole(seed=seed, device="cpu"))
+                            NStepPGConfig.cartpole(seed=seed, device="cpu", **overrides))
+    return A2CAgent(env.single_observation_space, env.single_action_space,
+                    A2CConfig.cartpole(seed=seed, device="cpu", **overrides))
 
 
-def run(kind: str, seed: int, budget: int, envs: int) -> dict:
+def run(kind: str, seed: int, budget: int, envs: int, overrides: dict | None = None) -> dict:
     env = cartpole_vec(envs)
-    agent = make_agent(kind, env, seed)
+    agent = make_agent(kind, env, seed, overrides)
     greedy = GreedySolve("CartPole-v1", THRESHOLD, every_steps=EVERY, episodes=EPISODES, confirm=CONFIRM,
                          seed=eval_seed(seed), stop=True)
     trainer = Trainer(agent, env, total_steps=budget, plugins=[greedy], seed=seed).run()
@@ -96,7 +103,7 @@ def run(kind: str, seed: int, budget: int, envs: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     p.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1")
     p.add_argument("--agents", nargs="+", choices=("reinforce", "pg", "a2c", "sb3_a2c", "sb3_ppo"),
                    default=["reinforce", "pg", "a2c", "sb3_a2c", "sb3_ppo"])
@@ -104,7 +111,19 @@ def main() -> None:
     p.add_argument("--reinforce-envs", type=int, default=1, help="CartPole copies for REINFORCE")
     p.add_argument("--a2c-envs", type=int, default=8, help="CartPole copies for A2C")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    add_set_option(p, help="set a field of the config of each of our agents that runs (repeatable), e.g. --set "
+                           "lr=0.005; a field that one of them lacks is an error (choose them with --agents)")
     args = p.parse_args()
+    overrides = {}  # our agent -> the fields --set changes
+    for kind in args.agents:
+        if kind in CONFIGS:
+            try:
+                overrides[kind] = config_overrides(CONFIGS[kind], args, exclude=NOT_SET)
+                config_from_args(CONFIGS[kind], args, base=CONFIGS[kind].cartpole(), exclude=NOT_SET)
+            except ConfigOptionError as e:
+                p.error(f"{e} (agent {kind})")
+    if hasattr(args, SET_DEST) and not overrides:
+        p.error("--set changes our agents' configs (reinforce, pg, a2c), and none of them runs")
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
     command = "python " + " ".join(shlex.quote(a) for a in ["bench/pg_cartpole.py", *sys.argv[1:]])
@@ -112,7 +131,7 @@ def main() -> None:
         envs = args.reinforce_envs if kind in ("reinforce", "pg") else args.a2c_envs
         runs = []
         for seed in seeds:
-            r = run_sb3(kind, seed) if kind.startswith("sb3") else run(kind, seed, args.budget, envs)
+            r = run_sb3(kind, seed) if kind.startswith("sb3") else run(kind, seed, args.budget, envs, overrides[kind])
             runs.append(r)
             print(f"{kind} seed {seed}: greedy {r['greedy_steps']} steps {r['greedy_seconds']} s; ran "
                   f"{r['steps_run']} steps in {r['seconds_run']:.1f} s", flush=True)
@@ -127,11 +146,12 @@ def main() -> None:
             config = dict(SB3_ZOO[kind])
             envs_text = f"CartPole-v1 x{config['n_envs']} (stable_baselines3 make_vec_env)"
         else:
-            presets = {"reinforce": PGConfig.cartpole, "pg": NStepPGConfig.cartpole, "a2c": A2CConfig.cartpole}
-            config = presets[kind]().to_dict()
+            config = CONFIGS[kind].cartpole(**overrides[kind]).to_dict()
             envs_text = f"CartPole-v1 x{envs} (gymnasium vector_entry_point)"
         entry = {"command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                 "budget": budget, "envs": envs_text, "config": config, "torch_threads": args.threads, "runs": runs}
+                 "budget": budget, "envs": envs_text, "config": config,
+                 **({"overrides": overrides[kind]} if overrides.get(kind) else {}), "torch_threads": args.threads,
+                 "runs": runs}
         out = merge_and_write(RESULTS[kind], metrics, {kind: entry}, seeds)
         print(f"wrote {out}", flush=True)
 

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,16 @@ class MetricsHistory(_PeriodicMetrics):
 
 class ProgressBar(Plugin):
     """A tqdm progress bar over environment steps (or episodes when only an episode budget is set),
-    showing the mean return of the last ``window`` episodes and steps per second."""
+    showing the mean return of the last ``window`` episodes and steps per second.
 
-    def __init__(self, window: int = 100, refresh_seconds: float = 0.5, **tqdm_kwargs):
+    ``metrics`` adds the latest values of these agent metrics (``"loss"``; ``"fps"`` from
+    :class:`~rlbook.regimens.FrameRate`) and, with ``"frames"``, the environment steps so far."""
+
+    def __init__(self, window: int = 100, refresh_seconds: float = 0.5, metrics: Sequence[str] = (),
+                 **tqdm_kwargs):
         self.window = window
         self.refresh_seconds = refresh_seconds
+        self.metrics = tuple(metrics)
         self.tqdm_kwargs = tqdm_kwargs
         self.bar = None
         self._last_refresh = 0.0
@@ -121,6 +127,7 @@ class ProgressBar(Plugin):
         by_steps = trainer.total_steps is not None
         self._by_steps = by_steps
         total = trainer.total_steps if by_steps else trainer.total_episodes
+        total = None if total >= 2**62 else total  # "until finished": no end to show
         self._shown = trainer.step if by_steps else trainer.episodes
         self.bar = tqdm(total=total, initial=self._shown, unit="step" if by_steps else "episode",
                         dynamic_ncols=True, **self.tqdm_kwargs)
@@ -147,8 +154,15 @@ class ProgressBar(Plugin):
         self.bar.update(current - self._shown)
         self._shown = current
         mean = trainer.mean_return(self.window)
+        postfix = {}
         if not math.isnan(mean):
-            self.bar.set_postfix(episodes=trainer.episodes, mean_return=f"{mean:.2f}", refresh=False)
+            postfix.update(episodes=trainer.episodes, mean_return=f"{mean:.2f}")
+        for name in self.metrics:
+            value = trainer.step if name == "frames" else trainer.last_metrics.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                postfix[name] = f"{value:,}" if isinstance(value, int) else f"{value:.3g}"
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
 
 
 class CSVLogger(_PeriodicMetrics):

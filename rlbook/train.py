@@ -80,6 +80,10 @@ class Objective:
     report the environment's own reward, so shaped and unshaped runs stay comparable.
     """
 
+    def reset(self) -> None:
+        """Called by the trainer at the start of every run, before the environments reset: clear any state
+        the objective keeps across steps (counts, running statistics). The default keeps none."""
+
     def __call__(self, transition: Transition, infos: dict[str, Any]) -> np.ndarray:
         """Return the rewards (shape ``(n,)``) the agent should see for this batch."""
         return transition.reward
@@ -286,6 +290,8 @@ class Trainer:
         # Resumed runs must not replay the same episodes: offset the seed by the steps already done.
         seed = None if self.seed is None else self.seed + self.step
         agent.begin_run(n)
+        if hasattr(self.objective, "reset"):
+            self.objective.reset()
         obs, _ = env.reset(seed=seed)
         check_obs = np.issubdtype(np.asarray(obs).dtype, np.floating)
         if check_obs:
@@ -495,6 +501,7 @@ class Checkpoint(Plugin):
         every_steps: also save every this many environment steps (``None``: only at the end).
         resume: if ``path`` exists when training starts, load it and continue from its step.
         on_interrupt: save when the run is interrupted (Ctrl-C, SIGTERM) or fails with an error.
+        extra: plain values saved beside the trainer's state (the command line records the env id).
 
     A checkpoint is never written from a state that cannot be resumed exactly: not when learning has
     diverged (non-finite weights or losses: the last good checkpoint stays), and not when a forced
@@ -505,13 +512,14 @@ class Checkpoint(Plugin):
     priority = -100
 
     def __init__(self, path: str | os.PathLike, every_steps: int | None = None, resume: bool = True,
-                 on_interrupt: bool = True):
+                 on_interrupt: bool = True, extra: dict[str, Any] | None = None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a file path, got {type(path).__name__}")
         self.path = Path(path)
         self.every_steps = None if every_steps is None else check_int("every_steps", every_steps, 1)
         self.resume = check_bool("resume", resume)
         self.on_interrupt = check_bool("on_interrupt", on_interrupt)
+        self.extra = dict(extra or {})
         self.resumed_from_step: int | None = None
         #: The step of the last checkpoint this plugin wrote (``None`` before the first).
         self.saved_at_step: int | None = None
@@ -563,5 +571,5 @@ class Checkpoint(Plugin):
             return
         trainer.check_finite()
         trainer._update_elapsed()
-        trainer.agent.save(self.path, extra={"trainer": trainer.state_dict()})
+        trainer.agent.save(self.path, extra={**self.extra, "trainer": trainer.state_dict()})
         self.saved_at_step = trainer.step

@@ -342,6 +342,16 @@ WRONG_ANSWERS: dict[str, list[dict[str, Any]]] = {
         {"my_consistent": lambda b, a: b == a and b % 2 == 0},
         {"my_consistent": lambda b, a: b > 0 and b % 2 == 0},
         {"my_consistent": lambda b, a: "yes"}],
+    "ch12.epsilon": [
+        {"my_epsilon": lambda t: max(0.0, 1.0 - t / 10_000)},
+        {"my_epsilon": lambda t: 1.0 - 0.9 * t / 10_000},
+        {"my_epsilon": lambda t: 0.1},
+        {"my_epsilon": lambda t: "high"}],
+    "ch12.target": [
+        {"my_target": lambda r, q, d, tr, g: r if (d or tr) else r + g * q},
+        {"my_target": lambda r, q, d, tr, g: r + g * q},
+        {"my_target": lambda r, q, d, tr, g: r + q * (not d)},
+        {"my_target": lambda r, q, d, tr, g: "target"}],
 }
 
 

@@ -92,7 +92,14 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
     # the synchronous-equals-A2C test checks it end to end)
     "a3c": ("rlbook/agents/a3c.py", ["A3CAgent.apply_gradients", "gradients_vector"], ["tests/test_a3c.py"]),
     "parallel": ("rlbook/parallel.py", ["SharedWeights.publish", "SharedWeights.fetch", "A3CTrainer._learn",
-                                        "A3CTrainer._episodes"], ["tests/test_a3c.py"]),
+                                        "A3CTrainer._episodes"],
+                 # the in-process and learning tests plus one Ray run; the fault tests (subprocesses that wait
+                 # for checkpoints) and the Pong bench guard plumbing, not this code, and would take minutes
+                 [f"tests/test_a3c.py::{t}" for t in (
+                     "test_shared_weights_publish_and_fetch_versions", "test_one_synchronous_worker_is_exactly_a2c",
+                     "test_synchronous_workers_never_run_ahead_of_their_own_updates",
+                     "test_both_variants_learn_cartpole", "test_policy_lag_is_recorded_and_bounded_by_the_queue",
+                     "test_bad_arguments_are_named", "test_ray_actors_train_the_same_agent")]),
     "schedules": ("rlbook/schedules.py", ["LinearSchedule.value_at", "ExponentialSchedule.value_at",
                                           "ExponentialSchedule.__init__"],
                   ["tests/test_core.py", "tests/test_nets.py", "tests/test_dqn.py"]),
@@ -374,8 +381,8 @@ def _run_child(target: str, source: str | None, tests: list[str], log: Path, cov
 
 
 def _tests(target: str) -> list[str]:
-    """The target's test files that exist (an older checkout may lack some)."""
-    return [t for t in TARGETS[target][2] if (ROOT / t).exists()]
+    """The target's test files (or ``file::test`` ids) whose files exist (an older checkout may lack some)."""
+    return [t for t in TARGETS[target][2] if (ROOT / t.split("::")[0]).exists()]
 
 
 def _forget_project_modules() -> None:

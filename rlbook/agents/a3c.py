@@ -104,11 +104,21 @@ class A3CAgent(A2CAgent):
         """Train with :class:`rlbook.parallel.A3CTrainer` (``env``: an env id or a picklable function that
         makes one worker's vector env; other keywords go to the trainer). The trainer is kept as
         ``self.trainer``."""
-        from rlbook.parallel import A3CTrainer  # the agents layer does not import the loop at module level
-
-        self.trainer = A3CTrainer(self, env, total_steps=total_steps, **trainer_kwargs)
+        self.trainer = self.make_trainer(env, total_steps=total_steps, **trainer_kwargs)
         self.trainer.run()
         return self
+
+    def make_trainer(self, env, *, num_envs: int | None = None, **trainer_kwargs: Any):
+        """An :class:`rlbook.parallel.A3CTrainer` (``num_envs``: copies per worker); with ``train=False``
+        (a greedy test run, no learning) an ordinary trainer in this process."""
+        if trainer_kwargs.get("train", True) is False:
+            return super().make_trainer(env, num_envs=num_envs or 1, **trainer_kwargs)
+        from rlbook.parallel import A3CTrainer  # the agents layer does not import the loop at module level
+
+        trainer_kwargs.pop("train", None)
+        if num_envs is not None:
+            trainer_kwargs["envs_per_worker"] = num_envs
+        return A3CTrainer(self, env, **trainer_kwargs)
 
 
 def gradients_vector(net: torch.nn.Module) -> np.ndarray:

@@ -196,8 +196,19 @@ class Agent(abc.ABC):
 
         The spaces default to the ones saved with it; ``device`` moves the agent elsewhere (the only
         field that may differ). ``kwargs`` go to the constructor (``policy_fn`` of a
-        :class:`~rlbook.agents.policy_agent.PolicyAgent`)."""
+        :class:`~rlbook.agents.policy_agent.PolicyAgent`).
+
+        Called on the base class, ``Agent.from_checkpoint(path)`` builds whichever agent the file holds: a
+        built-in, or a project's own agent once its module is imported (:func:`rlbook.registry.agent_class_named`).
+        """
         payload = load_checkpoint(path)
+        if cls is Agent:
+            from rlbook.registry import RegistryError, agent_class_named
+
+            try:
+                cls = agent_class_named(str(payload.get("agent_class")))
+            except RegistryError as exc:
+                raise CheckpointError(f"{path}: {exc}") from None
         _check_class(payload, cls, path)
         try:
             config = cls.config_class.from_dict(payload["config"])
@@ -262,11 +273,20 @@ class Agent(abc.ABC):
 
         Keyword arguments go to :class:`~rlbook.train.Trainer` (``plugins``, ``seed``,
         ``total_episodes``, ``objective``, ...). The finished trainer is kept as ``self.trainer``."""
-        from rlbook.train import Trainer  # the agents layer does not import the loop at module level
-
-        self.trainer = Trainer(self, env, total_steps=total_steps, **trainer_kwargs)
+        self.trainer = self.make_trainer(env, total_steps=total_steps, **trainer_kwargs)
         self.trainer.run()
         return self
+
+    def make_trainer(self, env, *, num_envs: int = 1, **trainer_kwargs):
+        """The trainer that trains this agent on ``env`` (an env id, env or vector env): a
+        :class:`~rlbook.train.Trainer` here; agents that train differently (A3C's workers) override it.
+        With an env id, ``num_envs`` copies are stepped together. Keywords go to the trainer."""
+        from rlbook.envs import make_vec
+        from rlbook.train import Trainer  # the agents layer does not import the loop at module level
+
+        if isinstance(env, str) and num_envs > 1:
+            env = make_vec(env, num_envs)
+        return Trainer(self, env, **trainer_kwargs)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

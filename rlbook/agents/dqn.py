@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -41,6 +40,7 @@ from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, 
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP, Conv1dNet, NatureCNN, NoisyLinear, QHead, clip_grad_norm, make_adam, noisy_layers
+from rlbook.play import play  # chapter 6 introduced it here; it now works for every agent
 from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
@@ -660,41 +660,6 @@ class DQNAgent(Agent):
         return (f"a learning rate too high for this problem (lr={c.lr:g}), rewards too large for the {c.loss} loss "
                 f"with {clip}, or a target network updated too often (target_update_interval="
                 f"{c.target_update_interval}, tau={c.tau:g})")
-
-
-def play(checkpoint: str | os.PathLike | DQNAgent, env: gym.Env | str, *, max_steps: int = 10_000,
-         seed: int | None = None, device: str = "auto", path: str | os.PathLike | None = None,
-         fps: float = 30) -> tuple[list[np.ndarray], float]:
-    """Play one greedy episode with a trained agent and keep its frames.
-
-    Args:
-        checkpoint: a checkpoint file written by ``agent.save`` (or the Checkpoint plugin), or an agent.
-        env: a single env made with ``render_mode="rgb_array"``, or an env id (made so).
-        max_steps: stop after this many steps.
-        seed: seeds the episode's reset.
-        device: where to load the networks.
-        path: if given, also write the animation there (``.webp`` or ``.gif``).
-        fps: playback speed of the written animation.
-
-    Returns:
-        ``(frames, total_reward)``; show the frames with ``rlbook.plot.animate_episode(frames)``.
-    """
-    from rlbook.envs import make
-    from rlbook.plot import animate_episode, record_episode
-
-    if isinstance(env, str):
-        env = make(env, render_mode="rgb_array")
-    if isinstance(checkpoint, DQNAgent):
-        agent = checkpoint
-    else:
-        agent = DQNAgent.from_checkpoint(checkpoint, env.observation_space, env.action_space, device=device)
-    frames, total = record_episode(agent, env, max_steps=max_steps, seed=seed)
-    if path is not None:
-        suffix = str(path).rsplit(".", 1)[-1].lower()
-        if suffix not in ("webp", "gif"):
-            raise ValueError(f"path must end in .webp or .gif, got {path!r}")
-        animate_episode(frames, fps=fps, max_frames=len(frames), format=suffix).save(str(path))
-    return frames, total
 
 
 __all__ = ["DQNAgent", "DQNConfig", "EpsilonGreedy", "NoisyExploration", "build_q_network", "categorical_projection",

@@ -1,0 +1,7 @@
+"""``python -m rlbook ...`` runs the ``rlbook`` command line (:mod:`rlbook.cli`)."""
+
+import sys
+
+from rlbook.cli import main
+
+sys.exit(main())
