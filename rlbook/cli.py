@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import string
 import sys
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                    "RUN_DIR/videos")
     p.add_argument("--early-stop", type=int, metavar="EPISODES", help="stop when the mean return has not "
                    "improved for this many episodes")
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show a progress bar (the default when the output is a terminal)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--project", type=Path, help="the project folder (default: the nearest one at or above here)")
     from rlbook.options import add_set_option
@@ -267,12 +271,14 @@ def cmd_list(args, rest, parser) -> int:
                 summary = f"IMPORT FAILED: {exc}"
             rows.append((name, entry.target, summary))
         if kind == "environments":
-            rows.append(("(any Gymnasium id)", "gymnasium", "CartPole-v1, LunarLander-v3, ALE/Pong-v5 ..."))
+            rows.append(("(any Gymnasium id)", "built-in", "CartPole-v1, LunarLander-v3, ALE/Pong-v5 ..."))
         print(("\n" if i else "") + f"{kind}:")
         width = max(len(r[0]) for r in rows)
-        origin = max(len(r[1]) for r in rows)
+        columns = max(shutil.get_terminal_size().columns - 2, 40)
         for name, where, summary in rows:
-            print(f"  {name:<{width}}  {where:<{origin}}  {summary}")
+            text = summary if where == "built-in" else f"{summary} ({where})"
+            print(textwrap.fill(text, columns, initial_indent=f"  {name:<{width}}  ",
+                                subsequent_indent=" " * (width + 4), break_on_hyphens=False))
     if project is None:
         print("\n(no project here: `rlbook init` makes one)")
     if failed:
@@ -343,8 +349,8 @@ def cmd_train(args, rest, parser) -> int:
             base = registry.make_config(cls, args.preset)
         config = config_from_args(cls.config_class, args, base=base, exclude=("seed", "device"))
         fields = {}
-        if args.seed is not None:
-            fields["seed"] = args.seed
+        if args.seed is not None and not (args.test and saved is not None):
+            fields["seed"] = args.seed  # (testing a saved agent: --seed seeds only the environments)
         if args.device is not None:
             fields["device"] = args.device
         config = config.replace(**fields) if fields else config
@@ -358,7 +364,7 @@ def cmd_train(args, rest, parser) -> int:
     if saved is not None:
         differ = config.differences(saved["config"])
         if differ:
-            fail(f"the options differ from the checkpoint in {run_dir} ({'; '.join(differ)}): drop them, or "
+            fail(f"the options differ from the checkpoint in {_show(run_dir)} ({'; '.join(differ)}): drop them, or "
                  "start over with --fresh, or train into another --run-dir")
 
     from rlbook.checkpoints import CheckpointError
@@ -439,7 +445,7 @@ def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: P
         except ValueError as exc:
             fail(f"--regimen offline: {exc}")
     plugins: list[Any] = [FrameRate()]
-    if args.progress:
+    if args.progress or (args.progress is None and sys.stderr.isatty()):
         plugins.append(ProgressBar(window=args.episodes, metrics=("frames", "loss", "fps"),
                                    desc=f"{args.agent} on {env_id}"))
     if not args.test:

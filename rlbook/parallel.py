@@ -71,14 +71,17 @@ class SharedWeights:
         """The newest version (``-1`` before the first publish)."""
         return int(self.state[1]) if int(self.state[0]) else -1
 
-    def fetch(self, have: int) -> tuple[int, torch.Tensor, list[int]] | None:
+    def fetch(self, have: int, stop=None) -> tuple[int, torch.Tensor, list[int]] | None:
         """``(version, vector copy, applied)`` when a version other than ``have`` is published, else ``None``
-        (also before the first publish)."""
+        (also before the first publish). While a write is under way it waits, unless ``stop`` (a worker's
+        stop signal) is set: a learner killed in the middle of a write must not leave its workers spinning."""
         while True:
             before = int(self.state[0])
             if before == 0:
                 return None
             if before % 2:  # being written: a copy now could mix two versions
+                if stop is not None and stop.is_set():
+                    return None
                 time.sleep(0.0001)
                 continue
             version = int(self.state[1])
@@ -117,7 +120,7 @@ class RayWeights:
         # in a list: the reference travels, not the array
         self.pool.broadcast(self.KEY, (version, [ref], list(applied)))
 
-    def fetch(self, have: int) -> tuple[int, torch.Tensor, list[int]] | None:
+    def fetch(self, have: int, stop=None) -> tuple[int, torch.Tensor, list[int]] | None:
         """``(version, vector, applied)`` when a version other than ``have`` has been delivered, else ``None``."""
         import ray
 
@@ -155,7 +158,7 @@ class RolloutWorker(A3CAgent):
         """Load the newest weights. With ``until_applied``, wait until weights are published that include
         that many of this worker's messages (0: the first weights)."""
         while True:
-            newest = self.weights.fetch(self.version)
+            newest = self.weights.fetch(self.version, self.stop)
             if newest is not None:
                 version, vector, applied = newest
                 self.version = version

@@ -38,7 +38,7 @@ class Regimen:
 
     Args:
         agent: any :class:`~rlbook.agents.base.Agent`.
-        env: an env id, a Gymnasium env or vector env (what :meth:`Agent.make_trainer` takes).
+        env: an env id, a Gymnasium env or vector env (what :meth:`~rlbook.agents.base.Agent.make_trainer` takes).
         episodes: finished episodes per epoch (summed over a vector env's copies).
         epochs: the number of epochs; ``-1`` runs until :meth:`finished` returns ``True`` (or Ctrl-C).
         num_envs: copies of the environment stepped together (when ``env`` is an id).

@@ -73,7 +73,7 @@ BUILTIN_AGENTS = _builtin("agents", [
     ("dqn", "rlbook.agents.dqn:DQNAgent", None, "deep Q-network with replay and a target network (chapter 6)"),
     ("rainbow", "rlbook.agents.dqn:DQNAgent", "rainbow",
      "DQN with all of chapter 7's extensions (the rainbow preset)"),
-    ("reinforce", "rlbook.agents.pg:ReinforceAgent", None, "REINFORCE with a baseline (chapter 9)"),
+    ("reinforce", "rlbook.agents.pg:ReinforceAgent", None, "REINFORCE on whole episodes (chapter 9)"),
     ("nstep-pg", "rlbook.agents.pg:NStepPGAgent", None, "policy gradient on n-step returns (chapter 9)"),
     ("a2c", "rlbook.agents.a2c:A2CAgent", None, "advantage actor-critic on (T, N) rollouts (chapter 10)"),
     ("a3c", "rlbook.agents.a3c:A3CAgent", None, "A2C with worker processes, asynchronous (chapter 11)"),

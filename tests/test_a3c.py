@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,8 @@ def test_both_variants_learn_cartpole(learned):
     assert trainer.stop_reason == "mean return of the last 20 episodes >= 195", trainer.stop_reason
     assert trainer.step < 150_000 and agent.num_steps == trainer.step
     assert {w for _, w, _ in trainer.messages} == {0, 1}  # both workers were heard
+    # CartPole pays 1 per step: each episode's return is its length, and the learner records both
+    assert trainer.episode_lengths == [int(r) for r in trainer.episode_returns]
     assert child_pids() == []
 
 
@@ -121,6 +124,12 @@ def test_shared_weights_publish_and_fetch_versions():
     board.state[0] += 1  # a write under way: fetch waits for it to end rather than copy half of it
     threading.Timer(0.2, lambda: board.state[0].add_(1)).start()
     assert board.fetch(0)[0] == 1 and int(board.state[0]) % 2 == 0
+    # a learner killed in the middle of a write leaves the number odd for good: a stopping worker gives up
+    board.state[0] += 1
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    start = time.perf_counter()
+    assert board.fetch(0, stop) is None and 0.15 < time.perf_counter() - start < 5
 
 
 def lags_beyond_other_workers(trainer) -> int:
