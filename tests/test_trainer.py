@@ -157,6 +157,31 @@ def test_objective_shapes_the_reward_but_not_the_statistics():
     assert trainer.episode_returns == [2.0, 2.0]
 
 
+def test_objective_reset_runs_at_the_start_of_every_run_before_any_reward():
+    class Counting(Objective):
+        def __init__(self):
+            self.resets, self.calls, self.calls_at_reset = 0, 0, []
+
+        def reset(self):
+            self.resets += 1
+            self.calls_at_reset.append(self.calls)
+
+        def __call__(self, transition, infos):
+            self.calls += 1
+            return transition.reward * self.resets  # rewards depend on the reset having happened
+
+    env = FixedLengthEnv(length=2)
+    agent = RecordingAgent(env.observation_space, env.action_space)
+    objective = Counting()
+    trainer = Trainer(agent, env, total_episodes=2, objective=objective)
+    trainer.run()
+    assert objective.resets == 1 and objective.calls_at_reset == [0]
+    assert all(np.all(t.reward == 1.0) for t in agent.seen)
+    trainer.total_episodes = 4
+    trainer.run()  # a second run (a resumed one) resets it again, before its first reward
+    assert objective.resets == 2 and objective.calls_at_reset == [0, 4]
+
+
 def test_test_mode_does_not_learn():
     env = FixedLengthEnv(length=2)
     agent = RecordingAgent(env.observation_space, env.action_space)

@@ -100,6 +100,9 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                      "test_synchronous_workers_never_run_ahead_of_their_own_updates",
                      "test_both_variants_learn_cartpole", "test_policy_lag_is_recorded_and_bounded_by_the_queue",
                      "test_bad_arguments_are_named", "test_ray_actors_train_the_same_agent")]),
+    # chapter 12: epochs and their checkpoints, offline learning from saved episodes, the episode saver
+    "regimens": ("rlbook/regimens.py", ["_Hooks.after_episode", "Offline._replay", "SaveEpisodes.after_step"],
+                 ["tests/test_cli.py"]),
     "schedules": ("rlbook/schedules.py", ["LinearSchedule.value_at", "ExponentialSchedule.value_at",
                                           "ExponentialSchedule.__init__"],
                   ["tests/test_core.py", "tests/test_nets.py", "tests/test_dqn.py"]),
