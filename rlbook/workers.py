@@ -126,7 +126,39 @@ def _worker_main(target: Callable, index: int, args: tuple, conn, flag, parent: 
         raise SystemExit(1)
 
 
-class WorkerPool:
+class _Pool:
+    """What both pools share: one tuple of arguments per worker, the workers' names, and the ``with`` block
+    that starts them and always stops them. Subclasses give :meth:`start` and ``stop``."""
+
+    def __init__(self, target: Callable, args: Sequence[tuple], name: str):
+        if not args:
+            raise ValueError(f"{type(self).__name__} needs at least one worker: args is empty")
+        self.target, self.args, self.name = target, [tuple(a) for a in args], name
+        self._finished: set[int] = set()
+        self._stopped = False
+        self._turn = 0  # the worker whose message is read first when several are waiting
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def worker_name(self, index: int) -> str:
+        """``"<name>-<index>"``."""
+        return f"{self.name}-{index}"
+
+    def start(self):  # pragma: no cover - every pool defines it
+        raise NotImplementedError
+
+    def stop(self) -> None:  # pragma: no cover - every pool defines it
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class WorkerPool(_Pool):
     """``n`` worker processes running ``target``; see the module docstring.
 
     Args:
@@ -149,8 +181,7 @@ class WorkerPool:
 
     def __init__(self, target: Callable, args: Sequence[tuple], name: str = "worker", start_method: str = "spawn",
                  max_queued: int | None = None):
-        if not args:
-            raise ValueError("WorkerPool needs at least one worker: args is empty")
+        super().__init__(target, args, name)
         for what, obj in (("target", target), ("args", list(args))):
             try:
                 pickle.dumps(obj)
@@ -158,7 +189,6 @@ class WorkerPool:
                 raise TypeError(f"WorkerPool: the {what} must be picklable to reach a spawned process (use a "
                                 f"function defined at module level and data or functools.partial factories, "
                                 f"not lambdas or open resources): {error}") from None
-        self.target, self.args, self.name = target, [tuple(a) for a in args], name
         self._ctx = mp.get_context(start_method)
         #: A shared byte; 1 asks every worker to return (see :class:`StopSignal`).
         self.stop_flag = self._ctx.RawValue("b", 0)
@@ -170,16 +200,6 @@ class WorkerPool:
         self.counters = self._ctx.RawArray("q", 2 * len(args))
         self.processes: list[Any] = []
         self._conns: list[Any] = []
-        self._finished: set[int] = set()
-        self._stopped = False
-        self._turn = 0  # the worker whose message is read first when several are waiting
-
-    def __len__(self) -> int:
-        return len(self.args)
-
-    def worker_name(self, index: int) -> str:
-        """``"<name>-<index>"``."""
-        return f"{self.name}-{index}"
 
     def start(self) -> WorkerPool:
         """Start the workers (once). If starting one fails, the ones already started are stopped."""
@@ -202,12 +222,6 @@ class WorkerPool:
             self.stop()
             raise
         return self
-
-    def __enter__(self) -> WorkerPool:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def _died(self, index: int, said_done: bool = False) -> WorkerError:
         self._finished.add(index)
@@ -289,7 +303,7 @@ class WorkerPool:
         return [p.exitcode for p in self.processes]
 
 
-class RayWorkerPool:
+class RayWorkerPool(_Pool):
     """The same workers as :class:`WorkerPool`, as Ray actors: on this machine after ``ray.init()``, on every
     machine of a Ray cluster after ``ray.init(address=...)``. Needs the ``scale`` extra
     (``pip install "rlbook[scale]"``).
@@ -311,30 +325,18 @@ class RayWorkerPool:
 
     def __init__(self, target: Callable, args: Sequence[tuple], name: str = "worker", max_queued: int | None = 2,
                  cpus_per_worker: float = 1.0):
-        if not args:
-            raise ValueError("RayWorkerPool needs at least one worker: args is empty")
+        super().__init__(target, args, name)
         try:
             import ray  # noqa: F401
         except ImportError:
             raise ImportError('RayWorkerPool needs Ray: pip install "rlbook[scale]" (or pip install ray)') from None
         if not (isinstance(cpus_per_worker, int | float) and cpus_per_worker > 0):
             raise ValueError(f"cpus_per_worker must be a positive number, got {cpus_per_worker!r}")
-        self.target, self.args, self.name = target, [tuple(a) for a in args], name
         self.max_queued = 2 if max_queued is None else int(max_queued)
         self.cpus_per_worker = float(cpus_per_worker)
         self.actors: list[Any] = []
         self._runs: list[Any] = []
         self._requests: dict[int, Any] = {}
-        self._finished: set[int] = set()
-        self._stopped = False
-        self._turn = 0
-
-    def __len__(self) -> int:
-        return len(self.args)
-
-    def worker_name(self, index: int) -> str:
-        """``"<name>-<index>"``."""
-        return f"{self.name}-{index}"
 
     def start(self) -> RayWorkerPool:
         """Start the worker actors (Ray must be initialised: ``ray.init()``)."""
@@ -356,12 +358,6 @@ class RayWorkerPool:
             self.stop()
             raise
         return self
-
-    def __enter__(self) -> RayWorkerPool:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def broadcast(self, key: str, value: Any) -> None:
         """Deliver ``value`` under ``key`` to every worker's :func:`ray_inbox` (not waited for; calls from the
