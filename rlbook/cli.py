@@ -18,6 +18,8 @@ stopped by Ctrl-C saves its checkpoint and exits with status 130 (SIGTERM: 143).
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import re
 import shutil
 import string
@@ -326,6 +328,8 @@ def cmd_train(args, rest, parser) -> int:
         fail(f"--epochs must be >= 1, or -1 (until the regimen is finished), got {args.epochs}")
     if args.resume and args.fresh:
         fail("--resume and --fresh contradict each other")
+    if args.render and not _has_display():
+        fail("--render needs a display (none here: DISPLAY is not set); record episodes with --video instead")
     if args.regimen != "offline":
         if args.env is None:
             fail("--env is required (a Gymnasium id such as CartPole-v1, or a project environment)")
@@ -368,12 +372,11 @@ def cmd_train(args, rest, parser) -> int:
                  "start over with --fresh, or train into another --run-dir")
 
     from rlbook.checkpoints import CheckpointError
-    from rlbook.envs import make
 
     render_env = None
     if env_id is not None:
         try:
-            probe = make(env_id, render_mode="human") if args.render else make(env_id)
+            probe = single_env(env_id, render_mode="human" if args.render else None)
         except Exception as exc:  # a display that is missing, an env that fails to build
             fail(f"--env {args.env}: {type(exc).__name__}: {exc}")
         try:
@@ -454,13 +457,11 @@ def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: P
     if args.save_episodes:
         plugins.append(SaveEpisodes(run_dir / "episodes"))
     if args.video:
-        from rlbook.envs import make
-
-        plugins.append(RecordVideo(lambda: make(env_id, render_mode="rgb_array"), run_dir / "videos",
+        plugins.append(RecordVideo(functools.partial(single_env, env_id, "rgb_array"), run_dir / "videos",
                                    every_episodes=args.episodes))
     if args.early_stop:
         plugins.append(NoProgress(patience=args.early_stop))
-    env = render_env if render_env is not None else env_id
+    env = render_env if render_env is not None else training_env(env_id, args.num_envs)
     return regimen_cls(agent, env, episodes=args.episodes, epochs=args.epochs,
                        num_envs=1 if render_env is not None else args.num_envs, plugins=plugins,
                        objective=objective, seed=args.seed, train=not args.test, checkpoint=checkpoint,
@@ -500,17 +501,18 @@ def _report(args, regimen, checkpoint: Path, run_dir: Path) -> None:
 
 # ---------------------------------------------------------------------- play and eval
 def cmd_play(args, rest, parser) -> int:
-    from rlbook.envs import make
     from rlbook.plot import animate_episode, record_episode
 
     if args.episodes < 1:
         _fail(parser, "play", f"--episodes must be >= 1, got {args.episodes}")
+    if args.render and not _has_display():
+        _fail(parser, "play", "--render needs a display (none here: DISPLAY is not set); use --video FILE instead")
     if args.video is not None and args.video.suffix.lower() not in (".webp", ".gif"):
         _fail(parser, "play", f"--video: the file must end in .webp or .gif, got {str(args.video)!r}")
     agent, env_id = _load_for(args, parser, "play")
     mode = "human" if args.render else "rgb_array"
     try:
-        env = make(env_id, render_mode=mode)
+        env = single_env(env_id, render_mode=mode)
     except Exception as exc:
         _fail(parser, "play", f"--env {env_id}: {type(exc).__name__}: {exc}")
     try:
@@ -544,13 +546,12 @@ def _play_visible(agent, env, seed: int, max_steps: int) -> tuple[float, int]:
 def cmd_eval(args, rest, parser) -> int:
     import numpy as np
 
-    from rlbook.envs import make_vec
     from rlbook.evaluate import evaluate
 
     if args.episodes < 1:
         _fail(parser, "eval", f"--episodes must be >= 1, got {args.episodes}")
     agent, env_id = _load_for(args, parser, "eval")
-    env = make_vec(env_id, min(args.episodes, 8))
+    env = evaluation_env(env_id, min(args.episodes, 8))
     try:
         result = evaluate(agent, env, args.episodes, seed=args.seed)
     finally:
@@ -639,6 +640,56 @@ def _env_id(name: str, project: Path | None, fail) -> str:
     except Exception as exc:  # noqa: BLE001 - a missing dependency (Box2D, ale-py), a bad install
         fail(f"--env {name}: {type(exc).__name__}: {exc}")
     return name
+
+
+def atari_game(env_id: str) -> str | None:
+    """The game of an Atari id (``ALE/Pong-v5`` or ``PongNoFrameskip-v4``: ``"Pong"``), else ``None``."""
+    match = re.fullmatch(r"ALE/(\w+)-v\d+|(\w+)NoFrameskip-v\d+", env_id)
+    return None if match is None else match.group(1) or match.group(2)
+
+
+def single_env(env_id: str, render_mode: str | None = None):
+    """One environment for ``env_id``; Atari games get the book's frame preprocessing (chapter 6) and are
+    played as whole games with their real scores, as when watching or testing an agent."""
+    from rlbook.envs import make
+
+    game = atari_game(env_id)
+    if game is None:
+        return make(env_id, render_mode=render_mode)
+    from rlbook.envs.atari import make_atari_env
+
+    return make_atari_env(game, render_mode=render_mode or "rgb_array")
+
+
+def training_env(env_id: str, num_envs: int):
+    """What the trainer steps: the id itself (``num_envs`` copies are made from it), or for an Atari game a
+    picklable function making the preprocessed vector env of the DQN paper (lives as episodes, clipped rewards;
+    the games' real scores are kept in its ``episode_scores``)."""
+    game = atari_game(env_id)
+    if game is None:
+        return env_id
+    from rlbook.envs.atari import make_atari
+
+    return functools.partial(make_atari, game, num_envs)
+
+
+def evaluation_env(env_id: str, num_envs: int):
+    """``num_envs`` copies for greedy evaluation: whole Atari games with their real scores."""
+    game = atari_game(env_id)
+    if game is None:
+        from rlbook.envs import make_vec
+
+        return make_vec(env_id, num_envs)
+    from rlbook.envs.atari import make_atari
+
+    return make_atari(game, num_envs, episodic_life=False, clip_rewards=False)
+
+
+def _has_display() -> bool:
+    """Whether a window can open: always on Windows and macOS, with an X or Wayland display elsewhere."""
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _show(path: Path) -> str:

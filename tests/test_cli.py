@@ -144,6 +144,11 @@ def test_generated_agent_trains_lists_plays_evaluates_and_resumes(project, capsy
     code, out, _ = run(capsys, "train", "mine", "--env", "CartPole-v1", "--episodes", 2, "--test",
                        "--no-progress")
     assert code == 0 and "tested mine" in out and checkpoint.read_bytes() == before
+    # --video: a greedy episode recorded after every epoch (and none at the end that repeats the last)
+    code, out, err = run(capsys, "train", "mine", "--env", "CartPole-v1", "--episodes", 2, "--epochs", 2,
+                         "--video", "--no-progress", "--run-dir", tmp_path / "video-run")
+    videos = sorted((tmp_path / "video-run" / "videos").glob("step-*.webp"))
+    assert code == 0 and len(videos) == 2 and all(v.stat().st_size > 0 for v in videos), err
     # --fresh: starts over
     code, out, _ = run(capsys, "train", "mine", "--env", "CartPole-v1", "--episodes", 2, "--fresh", "--no-progress")
     assert code == 0 and read_checkpoint(checkpoint)["agent"]["num_steps"] < steps
@@ -181,6 +186,20 @@ def test_builtin_agents_train_from_the_command_line(project, capsys):
         assert code == 0, (name, err)
         assert f"trained {name} on {env}" in out
         assert Agent.from_checkpoint(project / "runs" / f"{name}-{env}" / "checkpoint.pt").num_steps > 0
+
+
+def test_atari_ids_get_the_books_preprocessing(project, capsys):
+    """ALE/Pong-v5 trains on stacked 84x84 frames (a raw ALE env would not fit the Nature CNN), and eval plays
+    whole games with their real scores."""
+    code, out, err = run(capsys, "train", "dqn", "--env", "ALE/Pong-v5", "--preset", "pong", "--episodes", 1,
+                         "--set", "buffer_size=2000", "--seed", 0, "--no-progress")
+    assert code == 0 and "trained dqn on ALE/Pong-v5: 1 episodes" in out, err
+    checkpoint = project / "runs" / "dqn-ALE-Pong-v5" / "checkpoint.pt"
+    assert read_checkpoint(checkpoint)["spaces"]["observation"]["shape"] == [4, 84, 84]
+    code, out, err = run(capsys, "eval", checkpoint, "--episodes", 1)
+    assert code == 0, err
+    score = float(out.split("median return ")[1].split()[0])
+    assert -21 <= score <= 21 and score == int(score)
 
 
 def test_generated_environment_objective_and_regimen_work(project, capsys):
@@ -242,12 +261,16 @@ def test_offline_regimen_learns_from_saved_episodes(project, capsys):
     (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--objective", "x"], "unknown objective 'x'"),
     (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--device", "gpu"], "device"),
     (["train"], "AGENT is required"),
+    (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--render"], "--render needs a display"),
+    (["play", "x.pt", "--render"], "--render needs a display"),
     (["play", "nothing.pt"], "nothing.pt does not exist"),
     (["eval", "nothing.pt"], "nothing.pt does not exist"),
     (["list", "agnets"], "invalid choice"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_bad_arguments_exit_2_with_one_line_naming_them(project, capsys, argv, message):
+def test_bad_arguments_exit_2_with_one_line_naming_them(project, capsys, monkeypatch, argv, message):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     code, out, err = run(capsys, *argv)
     assert code == 2, (code, out, err)
     lines = err.strip().splitlines()

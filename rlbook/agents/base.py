@@ -278,14 +278,16 @@ class Agent(abc.ABC):
         return self
 
     def make_trainer(self, env, *, num_envs: int = 1, **trainer_kwargs):
-        """The trainer that trains this agent on ``env`` (an env id, env or vector env): a
-        :class:`~rlbook.train.Trainer` here; agents that train differently (A3C's workers) override it.
-        With an env id, ``num_envs`` copies are stepped together. Keywords go to the trainer."""
+        """The trainer that trains this agent on ``env`` (an env id, an env or vector env, or a function that
+        makes one): a :class:`~rlbook.train.Trainer` here; agents that train differently (A3C's workers)
+        override it. With an env id, ``num_envs`` copies are stepped together. Keywords go to the trainer."""
         from rlbook.envs import make_vec
         from rlbook.train import Trainer  # the agents layer does not import the loop at module level
 
         if isinstance(env, str) and num_envs > 1:
             env = make_vec(env, num_envs)
+        elif callable(env) and not isinstance(env, gym.Env | gym.vector.VectorEnv):
+            env = env()
         return Trainer(self, env, **trainer_kwargs)
 
 
