@@ -40,7 +40,6 @@ from rlbook.agents.base import Agent, Transition, parameters_finite, rng_state, 
 from rlbook.config import AgentConfig, check_float, check_int
 from rlbook.core import resolve_device
 from rlbook.nets import MLP, Conv1dNet, NatureCNN, NoisyLinear, QHead, clip_grad_norm, make_adam, noisy_layers
-from rlbook.play import play  # chapter 6 introduced it here; it now works for every agent
 from rlbook.replay import NStepFolder, PrioritizedReplayBuffer, ReplayBatch, ReplayBuffer
 from rlbook.schedules import LinearSchedule
 
@@ -660,6 +659,13 @@ class DQNAgent(Agent):
         return (f"a learning rate too high for this problem (lr={c.lr:g}), rewards too large for the {c.loss} loss "
                 f"with {clip}, or a target network updated too often (target_update_interval="
                 f"{c.target_update_interval}, tau={c.tau:g})")
+
+
+def play(checkpoint, env, **kwargs) -> tuple[list[np.ndarray], float]:
+    """Chapter 6's name for :func:`rlbook.play.play`, which plays one greedy episode with any agent."""
+    from rlbook.play import play as play_any  # imported here: rlbook.play imports the agents package
+
+    return play_any(checkpoint, env, **kwargs)
 
 
 __all__ = ["DQNAgent", "DQNConfig", "EpsilonGreedy", "NoisyExploration", "build_q_network", "categorical_projection",
