@@ -211,7 +211,7 @@ class _Hooks(Plugin):
 
 
 class _EpochCheckpoint(Checkpoint):
-    """The regimen's checkpoint: saved after every epoch (by :class:`_Hooks`), at the end and on interruption."""
+    """The regimen's checkpoint: saved after every epoch (by ``_Hooks``), at the end and on interruption."""
 
 
 class Online(Regimen):
@@ -310,7 +310,7 @@ class Offline(Regimen):
 # ---------------------------------------------------------------------- plugins
 class FrameRate(Plugin):
     """Measure environment frames per second over the last ``seconds`` of wall time; the rate is in
-    ``trainer.last_metrics["fps"]`` (so loggers and the progress bar show it) and in :attr:`fps`."""
+    ``trainer.last_metrics["fps"]`` (so loggers and the progress bar show it) and in ``fps``."""
 
     def __init__(self, seconds: float = 2.0):
         self.seconds = check_float("seconds", seconds, 0.0, low_open=True)

@@ -3,7 +3,7 @@
 The command line (chapter 12), :func:`~rlbook.play.play`, :func:`~rlbook.evaluate.evaluate` and ``bench/`` refer
 to agents by name (``dqn``, ``a2c``, a reader's ``mydqn``). A name resolves in two places:
 
-* the built-ins below (:data:`BUILTIN_AGENTS` and friends), imported only when asked for;
+* the built-ins below (``BUILTIN_AGENTS`` and friends), imported only when asked for;
 * a **project**: a folder made by ``rlbook init`` with ``agents/``, ``environments/``, ``objectives/``,
   ``regimens/`` and a registry file ``rlbook.yaml`` that ``rlbook generate`` keeps up to date::
 
