@@ -2,10 +2,11 @@
 
 ::
 
-    rlbook init [DIR]                                  a project: agents/, environments/, objectives/,
-                                                       regimens/ and the registry rlbook.yaml
+    rlbook init [DIR]        # agents/ environments/ objectives/ regimens/
+                             # and the registry rlbook.yaml
     rlbook generate agent|environment|objective|regimen NAME
-    rlbook train AGENT --env ID --episodes N [--epochs N] [--test] [--resume] [--set key=value ...]
+    rlbook train AGENT --env ID --episodes N [--epochs N] [--test]
+                 [--resume] [--set key=value ...]
     rlbook list [agents|environments|objectives|regimens]
     rlbook play CHECKPOINT [--env ID] [--video out.webp]
     rlbook eval CHECKPOINT [--env ID] [--episodes N]

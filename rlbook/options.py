@@ -6,12 +6,14 @@ option is read off the config class itself, the type from the field's annotation
 docstring (the string literal written under it)::
 
     parser = argparse.ArgumentParser()
-    add_config_options(parser, DQNConfig, exclude=("seed", "device"))   # --lr, --batch-size, ..., --set
+    # --lr, --batch-size, ..., --set
+    add_config_options(parser, DQNConfig, exclude=("seed", "device"))
     args = parser.parse_args()
     try:
-        config = config_from_args(DQNConfig, args, base=DQNConfig.cartpole())
+        config = config_from_args(DQNConfig, args,
+                                  base=DQNConfig.cartpole())
     except ConfigOptionError as e:
-        parser.error(str(e))                                          # one line, exit status 2
+        parser.error(str(e))  # one line, exit status 2
 
 The options store the text the user typed and :func:`config_from_args` converts it, so a bad value gives the
 same kind of message whichever way it was given (``--lr abc: lr must be a number (float), got 'abc'``). Only the

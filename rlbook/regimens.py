@@ -4,11 +4,13 @@ A :class:`~rlbook.train.Trainer` runs a budget of steps or episodes. A regimen p
 ``episodes`` episodes each (``epochs=-1``: until :meth:`Regimen.finished` says so), a checkpoint after every
 epoch, and hooks at every level, which a subclass overrides::
 
-    before_training()                  after_training()
-    before_epoch(epoch)                after_epoch(epoch)
-    before_episode(env_id)             after_episode(env_id, episode_return, episode_length)
-    before_step()                      after_step(transition, metrics)
-    on_error(error) -> bool            (True swallows the error: the run ends quietly, its checkpoint saved)
+    before_training()          after_training()
+    before_epoch(epoch)        after_epoch(epoch)
+    before_episode(env_id)     after_episode(env_id, episode_return,
+                                             episode_length)
+    before_step()              after_step(transition, metrics)
+    on_error(error) -> bool    # True swallows the error: the run ends
+                               # quietly, its checkpoint saved
 
 Two regimens are built in: :class:`Online` (play and learn; the default of ``rlbook train``) and
 :class:`Offline` (learn from episodes an earlier run saved with :class:`SaveEpisodes`, without playing).
