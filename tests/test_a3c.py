@@ -74,6 +74,9 @@ def test_both_variants_learn_cartpole(learned):
     assert {w for _, w, _ in trainer.messages} == {0, 1}  # both workers were heard
     # CartPole pays 1 per step: each episode's return is its length, and the learner records both
     assert trainer.episode_lengths == [int(r) for r in trainer.episode_returns]
+    ends = np.array(trainer.episode_end_steps)  # the learner's step count when each episode's message arrived
+    assert len(ends) == len(returns) and np.all(np.diff(ends) >= 0) and 0 < ends[-1] <= trainer.step
+    assert np.all(np.cumsum(trainer.episode_lengths) <= ends)  # no episode is counted before its steps
     assert child_pids() == []
 
 
