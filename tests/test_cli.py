@@ -20,7 +20,7 @@ from rlbook.agents.base import Agent
 from rlbook.checkpoints import CheckpointError, read_checkpoint
 from rlbook.cli import main
 from rlbook.envs.counting import CountingEnv
-from rlbook.regimens import NoProgress, Online, Regimen, SaveEpisodes
+from rlbook.regimens import NoProgress, Offline, Online, Regimen, SaveEpisodes
 from rlbook.registry import RegistryError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -387,10 +387,13 @@ def test_regimen_hooks_epochs_and_a_swallowed_error(tmp_path):
         def after_training(self): calls.append("after_training")
         def before_epoch(self, epoch): calls.append(f"before_epoch {epoch}")
         def after_epoch(self, epoch): calls.append(f"after_epoch {epoch} {len(self.epoch_returns(epoch))}")
+        def after_episode(self, env_id, episode_return, episode_length):
+            calls.append(f"episode {episode_return == episode_length}")
 
     Recorder(_random_agent(), "CartPole-v1", episodes=3, epochs=2, seed=0).run()
-    assert calls == ["before_training", "before_epoch 0", "after_epoch 0 3", "before_epoch 1", "after_epoch 1 3",
-                     "after_training"]
+    episodes = ["episode True"] * 3
+    assert calls == ["before_training", "before_epoch 0", *episodes, "after_epoch 0 3", "before_epoch 1",
+                     *episodes, "after_epoch 1 3", "after_training"]
 
     checkpoint = tmp_path / "c.pt"
     regimen = _Swallow(_random_agent(), _Fails(gym.make("CartPole-v1"), at=50), episodes=100,
@@ -399,6 +402,96 @@ def test_regimen_hooks_epochs_and_a_swallowed_error(tmp_path):
     assert _Swallow.seen == ["the environment broke"] and checkpoint.exists()
     with pytest.raises(RuntimeError, match="the environment broke"):
         Online(_random_agent(), _Fails(gym.make("CartPole-v1"), at=50), episodes=100).run()
+
+
+def test_epochs_end_where_they_should_and_finished_is_asked_only_without_a_count():
+    calls = []
+
+    class Eager(Regimen):
+        def before_epoch(self, epoch): calls.append(f"before_epoch {epoch}")
+        def after_epoch(self, epoch): calls.append(f"after_epoch {epoch}")
+        def after_episode(self, env_id, episode_return, episode_length): calls.append("episode")
+        def finished(self): return True  # finished at once -- if anyone asks
+
+    Eager(_random_agent(), "CartPole-v1", episodes=2, epochs=1, seed=0).run()
+    assert calls == ["before_epoch 0", "episode", "episode", "after_epoch 0"]  # no epoch 1 begins
+    calls.clear()
+    regimen = Eager(_random_agent(), "CartPole-v1", episodes=2, epochs=3, seed=0).run()
+    assert calls.count("episode") == 6 and calls[-1] == "after_epoch 2" and regimen.epoch == 3
+    calls.clear()
+    regimen = Eager(_random_agent(), "CartPole-v1", episodes=2, epochs=-1, seed=0).run()
+    assert calls == ["before_epoch 0", "episode", "episode", "after_epoch 0"]
+    assert regimen.stop_reason == "the regimen is finished after 1 epoch(s)"
+
+
+class _OffPolicyRecorder(Agent):
+    """Records every row it observes and counts updates (an off-policy learner's view of the data)."""
+
+    def __init__(self, observation_space, action_space, config=None, **overrides):
+        super().__init__(observation_space, action_space, config, **overrides)
+        self.rows, self.updates = [], 0
+
+    def act_batch(self, obs, explore=True):
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def observe(self, transition):
+        super().observe(transition)
+        self.rows.append(transition)
+
+    def update(self):
+        self.updates += 1
+        return {"loss": float(self.updates)}
+
+
+def test_offline_replays_every_saved_row_in_order_through_observe_and_update(tmp_path):
+    from rlbook.agents import RandomAgent
+
+    env = CountingEnv(episode_length=(3, 6))
+    player = RandomAgent(env.observation_space, env.action_space, seed=0)
+    Online(player, env, episodes=4, plugins=[SaveEpisodes(tmp_path)], seed=0).run()
+    saved = [dict(np.load(f)) for f in sorted(tmp_path.glob("episode-*.npz"))]
+    assert len(saved) == 4
+    learner = _OffPolicyRecorder(env.observation_space, env.action_space)
+    hooks = []
+
+    class Watch(Offline):
+        def before_episode(self, env_id): hooks.append(("begin", env_id))
+        def after_episode(self, env_id, episode_return, episode_length):
+            hooks.append(("end", env_id, episode_return, episode_length))
+        def before_step(self): hooks.append(("before",))
+        def after_step(self, transition, metrics): hooks.append(("step", metrics["loss"]))
+
+    regimen = Watch(learner, tmp_path, epochs=2).run()
+    rows = sum(len(e["reward"]) for e in saved)
+    assert regimen.steps == learner.num_steps == learner.updates == len(learner.rows) == 2 * rows
+    expected = [(e, t) for _ in range(2) for e in saved for t in range(len(e["reward"]))]
+    for row, (episode, t) in zip(learner.rows, expected):
+        assert len(row) == 1 and row.env_ids.tolist() == [0] and row.reward.dtype == np.float32
+        for key in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+            np.testing.assert_array_equal(getattr(row, key)[0], episode[key][t], err_msg=key)
+    ends = [h for h in hooks if h[0] == "end"]
+    assert [h for h in hooks if h[0] == "begin"] == [("begin", 0)] * 8
+    assert ends == [("end", 0, float(e["reward"].sum()), len(e["reward"])) for _ in range(2) for e in saved]
+    assert [h[1] for h in hooks if h[0] == "step"] == [float(k) for k in range(1, 2 * rows + 1)]
+    assert hooks.count(("before",)) == 2 * rows and regimen.last_metrics == {"loss": float(2 * rows)}
+
+
+def test_saved_episodes_of_an_on_policy_run_leave_out_the_autoreset_rows(tmp_path):
+    """A2C sees every row, autoreset rows marked invalid; the saver must keep only the valid ones."""
+    from rlbook.agents import A2CAgent
+    from rlbook.envs import make_vec
+
+    env = make_vec("CartPole-v1", 3)
+    agent = A2CAgent(env.single_observation_space, env.single_action_space, seed=0, device="cpu")
+    trainer = Online(agent, env, episodes=9, plugins=[SaveEpisodes(tmp_path)], seed=0).run().trainer
+    files = sorted(tmp_path.glob("episode-*.npz"))
+    assert len(files) >= 9
+    for f in files:
+        data = np.load(f)
+        assert np.all(data["reward"] == 1.0)  # an autoreset row has reward 0
+        assert np.array_equal(data["obs"][1:], data["next_obs"][:-1])
+        assert data["terminated"][-1] or data["truncated"][-1]
+    assert sum(len(np.load(f)["reward"]) for f in files) <= trainer.step
 
 
 def test_epoch_checkpoints_and_no_progress_stopping(tmp_path):

@@ -61,7 +61,7 @@ TARGETS: dict[str, tuple[str, list[str], list[str]]] = {
                                 "QHead.forward", "Conv1dNet.__init__", "Conv1dNet.forward"],
              ["tests/test_nets.py"]),
     "trainer": ("rlbook/train.py", ["Trainer._loop", "Trainer._budget_spent"],
-                ["tests/test_trainer.py", "tests/test_wiring.py"]),
+                ["tests/test_trainer.py", "tests/test_wiring.py", "tests/test_rollout.py"]),
     "mdp": ("rlbook/mdp.py",
             ["mrp_values", "mrp_values_iterative", "policy_evaluation", "q_from_v", "greedy_policy", "_solve"],
             ["tests/test_mdp.py"]),
