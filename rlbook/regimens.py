@@ -161,7 +161,9 @@ class Regimen:
             self.error = error
             self.stop_reason = f"error swallowed by the regimen: {type(error).__name__}: {error}"
         else:
-            self.stop_reason = self.trainer.stop_reason or f"{self.epoch} epoch(s) done"
+            reason = self.trainer.stop_reason
+            # the trainer's budget is the regimen's epochs: say so in the regimen's words
+            self.stop_reason = f"{self.epoch} epoch(s) done" if reason in (None, "total_episodes") else reason
         return self
 
 

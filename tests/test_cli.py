@@ -418,6 +418,7 @@ def test_epochs_end_where_they_should_and_finished_is_asked_only_without_a_count
     calls.clear()
     regimen = Eager(_random_agent(), "CartPole-v1", episodes=2, epochs=3, seed=0).run()
     assert calls.count("episode") == 6 and calls[-1] == "after_epoch 2" and regimen.epoch == 3
+    assert regimen.stop_reason == "3 epoch(s) done"
     calls.clear()
     regimen = Eager(_random_agent(), "CartPole-v1", episodes=2, epochs=-1, seed=0).run()
     assert calls == ["before_epoch 0", "episode", "episode", "after_epoch 0"]
