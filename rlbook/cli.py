@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbook import registry
-from rlbook.registry import KINDS, RegistryError
+from rlbook.registry import KINDS, RegistryError, UnknownName
 
 #: Exit status for a bad argument (argparse's).
 USAGE = 2
@@ -303,10 +303,8 @@ def cmd_train(args, rest, parser) -> int:
         _fail(parser, "train", "AGENT is required (`rlbook list agents` shows the names)")
     try:
         cls, preset = registry.agent_class(args.agent, project)
-    except RegistryError as exc:
-        if str(exc).startswith("unknown"):
-            _fail(parser, "train", f"AGENT: {exc}")
-        raise
+    except UnknownName as exc:
+        _fail(parser, "train", f"AGENT: {exc}")
     # A second parser that also knows the agent's hyperparameters (--lr, --set lr=...).
     full = Parser(prog=f"rlbook train {args.agent}", add_help=False, description=train_parser.description)
     add_train_options(full)
@@ -417,27 +415,26 @@ def _argv_after(args) -> list[str]:
     return argv[argv.index("train") + 1:]
 
 
+def _named(kind: str, name: str, option: str, project, fail):
+    """What ``name`` stands for among the ``kind``; an unknown name is a bad ``option`` (status 2), while a
+    project module that fails to import stays an error of the project (status 1)."""
+    try:
+        entry = registry.lookup(kind, name, project)
+    except UnknownName as exc:
+        fail(f"{option}: {exc}")
+    return registry.resolve(entry)
+
+
 def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: Path, project, fail):
     from rlbook.logs import CSVLogger, ProgressBar, TensorBoardLogger
     from rlbook.regimens import FrameRate, NoProgress, Offline, RecordVideo, Regimen, SaveEpisodes
 
-    try:
-        regimen_cls = registry.resolve(registry.lookup("regimens", args.regimen, project))
-    except RegistryError as exc:
-        if str(exc).startswith("unknown"):
-            fail(f"--regimen: {exc}")
-        raise
+    regimen_cls = _named("regimens", args.regimen, "--regimen", project, fail)
     if not (isinstance(regimen_cls, type) and issubclass(regimen_cls, Regimen)):
         raise RegistryError(f"the regimen {args.regimen!r} is not a rlbook.regimens.Regimen subclass")
     objective = None
     if args.objective:
-        try:
-            objective_cls = registry.resolve(registry.lookup("objectives", args.objective, project))
-        except RegistryError as exc:
-            if str(exc).startswith("unknown"):
-                fail(f"--objective: {exc}")
-            raise
-        objective = objective_cls()
+        objective = _named("objectives", args.objective, "--objective", project, fail)()
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)

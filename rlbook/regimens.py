@@ -330,7 +330,8 @@ class FrameRate(Plugin):
         if now - start >= self.seconds:
             self.fps = (trainer.step - step) / (now - start)
             self._mark = (now, trainer.step)
-        if not math.isnan(self.fps):
+        # copy the metrics only when they lack the current rate (the agent replaces them when it learns)
+        if not math.isnan(self.fps) and trainer.last_metrics.get("fps") != self.fps:
             trainer.last_metrics = {**trainer.last_metrics, "fps": self.fps}
 
 

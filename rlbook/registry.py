@@ -97,6 +97,11 @@ class RegistryError(ValueError):
     """A name that does not resolve, a registry file that cannot be read, or a project module that fails."""
 
 
+class UnknownName(RegistryError):
+    """No entry of that kind has that name (the message suggests close matches): a bad argument, where a
+    :class:`RegistryError` of another kind is a broken project."""
+
+
 # ---------------------------------------------------------------------- projects
 def find_project(start: str | os.PathLike | None = None) -> Path | None:
     """The nearest folder at or above ``start`` (default: the working directory) holding ``rlbook.yaml``."""
@@ -192,7 +197,7 @@ def lookup(kind: str, name: str, project: str | os.PathLike | None = None) -> En
         return known[name]
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else f"; the {kind} are {', '.join(sorted(known))}"
-    raise RegistryError(f"unknown {kind[:-1]} {name!r}{hint}")
+    raise UnknownName(f"unknown {kind[:-1]} {name!r}{hint}")
 
 
 def resolve(entry: Entry) -> Any:
@@ -201,16 +206,12 @@ def resolve(entry: Entry) -> Any:
     if not location or not attribute:
         raise RegistryError(f"the {entry.kind[:-1]} {entry.name!r} points to {entry.target!r}; "
                             "expected 'file.py:Attribute'")
-    module = _import_builtin(location) if entry.builtin else import_project_file(entry.project, location)
+    module = importlib.import_module(location) if entry.builtin else import_project_file(entry.project, location)
     try:
         return getattr(module, attribute)
     except AttributeError:
         raise RegistryError(f"{location} defines no {attribute!r} (the {entry.kind[:-1]} {entry.name!r} of the "
                             "registry points there)") from None
-
-
-def _import_builtin(module: str):
-    return importlib.import_module(module)
 
 
 def import_project_file(project: str | os.PathLike, relative: str):
@@ -299,6 +300,6 @@ def agent_class_named(class_name: str) -> type:
                         "from_checkpoint")
 
 
-__all__ = ["BUILTINS", "BUILTIN_AGENTS", "Entry", "KINDS", "REGISTRY_FILE", "RegistryError", "agent_class",
-           "agent_class_named", "check_name", "entries", "find_project", "import_project_file", "lookup",
+__all__ = ["BUILTINS", "BUILTIN_AGENTS", "Entry", "KINDS", "REGISTRY_FILE", "RegistryError", "UnknownName",
+           "agent_class", "agent_class_named", "check_name", "entries", "find_project", "import_project_file", "lookup",
            "make_config", "presets", "read_registry", "resolve", "write_registry"]

@@ -559,3 +559,13 @@ def test_an_interrupted_train_leaves_a_loadable_checkpoint(tmp_path, sig, status
     assert agent.num_steps == extra["trainer"]["step"] > 0 and len(extra["trainer"]["episode_returns"]) >= 3
     if sig == signal.SIGINT:
         assert "--resume to continue" in out
+
+
+def test_frame_rate_is_measured_and_reaches_the_metrics():
+    from rlbook.regimens import FrameRate
+    from rlbook.train import Trainer
+
+    rate = FrameRate(seconds=0.01)
+    trainer = Trainer(_random_agent(), "CartPole-v1", total_steps=3_000, plugins=[rate], seed=0).run()
+    assert np.isfinite(rate.fps) and rate.fps > 100  # a random agent on CartPole: thousands of steps a second
+    assert trainer.last_metrics["fps"] == rate.fps
