@@ -255,13 +255,17 @@ def local_ray():
 @pytest.mark.parametrize("mode", ["data", "gradients"])
 def test_ray_actors_train_the_same_agent(local_ray, mode):
     agent = cartpole_agent(workers=2, mode=mode)
-    trainer = A3CTrainer(agent, functools.partial(make_vec, "CartPole-v1", 4), total_steps=6_000, seed=0,
-                         backend="ray", ray_cpus_per_worker=0.5).run()
-    assert trainer.step >= 6_000 and agent.num_steps == trainer.step and agent.num_updates == len(trainer.messages)
+    # a fixed short budget left the outcome to chance (CI once saw the last 20 episodes average 17.4 after 6,000
+    # steps, the first 20 19.1): a generous budget, stopped at a modest goal (reached in 4,700-12,800 steps in 10
+    # runs here)
+    trainer = A3CTrainer(agent, functools.partial(make_vec, "CartPole-v1", 4), total_steps=40_000, seed=0,
+                         backend="ray", ray_cpus_per_worker=0.5, plugins=[StopOnReward(100, window=20)]).run()
+    assert trainer.stop_reason == "mean return of the last 20 episodes >= 100", (trainer.stop_reason, trainer.step)
+    assert np.mean(trainer.episode_returns[:20]) < 60
+    assert agent.num_steps == trainer.step and agent.num_updates == len(trainer.messages)
     assert {w for _, w, _ in trainer.messages} == {0, 1}
     # new weights reach the actors asynchronously, so the bound of the process pool is not strict here
     assert np.median(trainer.policy_lags) <= 2 * (agent.config.max_queued + 1) and max(trainer.policy_lags) < 40
-    assert np.mean(trainer.episode_returns[-20:]) > np.mean(trainer.episode_returns[:20])
 
 
 def test_ray_pool_names_a_raising_worker(local_ray):
