@@ -459,7 +459,7 @@ def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: P
                                    every_episodes=args.episodes))
     if args.early_stop:
         plugins.append(NoProgress(patience=args.early_stop))
-    env = render_env if render_env is not None else training_env(env_id, args.num_envs)
+    env = render_env if render_env is not None else training_env(env_id, args.num_envs, project)
     return regimen_cls(agent, env, episodes=args.episodes, epochs=args.epochs,
                        num_envs=1 if render_env is not None else args.num_envs, plugins=plugins,
                        objective=objective, seed=args.seed, train=not args.test, checkpoint=checkpoint,
@@ -619,18 +619,11 @@ def _project(args, parser, command: str, *, required: bool) -> Path | None:
 
 def _env_id(name: str, project: Path | None, fail) -> str:
     """A Gymnasium id for ``name``: a project or built-in environment is registered under its name first."""
-    import gymnasium as gym
-
     from rlbook.envs import make
 
     known = registry.entries("environments", project)
     if name in known:
-        cls = registry.resolve(known[name])
-        if name in gym.registry and gym.registry[name].entry_point is not cls:
-            del gym.registry[name]  # a project's environment of a Gymnasium name wins inside the project
-        if name not in gym.registry:
-            gym.register(id=name, entry_point=cls, max_episode_steps=getattr(cls, "max_episode_steps", None))
-        return name
+        return registry.register_environment(known[name])
     try:
         make(name).close()
     except ValueError as exc:
@@ -659,10 +652,13 @@ def single_env(env_id: str, render_mode: str | None = None):
     return make_atari_env(game, render_mode=render_mode or "rgb_array")
 
 
-def training_env(env_id: str, num_envs: int):
-    """What the trainer steps: the id itself (``num_envs`` copies are made from it), or for an Atari game a
-    picklable function making the preprocessed vector env of the DQN paper (lives as episodes, clipped rewards;
-    the games' real scores are kept in its ``episode_scores``)."""
+def training_env(env_id: str, num_envs: int, project: Path | None = None):
+    """What the trainer steps: the id itself (``num_envs`` copies are made from it); for an environment of the
+    registry (the project's own, say) a picklable function that registers it before making it, as A3C's worker
+    processes must; for an Atari game a picklable function making the preprocessed vector env of the DQN paper
+    (lives as episodes, clipped rewards; the games' real scores are kept in its ``episode_scores``)."""
+    if env_id in registry.entries("environments", project):
+        return functools.partial(registry.make_named_env, env_id, num_envs, project)
     game = atari_game(env_id)
     if game is None:
         return env_id

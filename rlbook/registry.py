@@ -16,10 +16,15 @@ A project's entries win over built-ins of the same name inside that project. The
 loader (plain data only); project modules are imported from files inside the project folder only (an entry
 that points outside it is refused); a module that fails to import raises :class:`RegistryError` with the
 module's own error, never a silent skip.
+
+Project code also reaches worker processes (A3C's, chapter 11), which know nothing of the project:
+:func:`make_named_env` is a picklable factory that registers the environment there first, and an instance of a
+project class (an objective) travels as "import this file of this project, then restore the attributes".
 """
 
 from __future__ import annotations
 
+import copyreg
 import dataclasses
 import difflib
 import importlib
@@ -208,10 +213,63 @@ def resolve(entry: Entry) -> Any:
                             "expected 'file.py:Attribute'")
     module = importlib.import_module(location) if entry.builtin else import_project_file(entry.project, location)
     try:
-        return getattr(module, attribute)
+        found = getattr(module, attribute)
     except AttributeError:
         raise RegistryError(f"{location} defines no {attribute!r} (the {entry.kind[:-1]} {entry.name!r} of the "
                             "registry points there)") from None
+    if not entry.builtin and isinstance(found, type):
+        # a worker process cannot import ``rlbook_project.*`` by name: its instances pickle as "import this file
+        # of this project, then restore the attributes" instead
+        _PROJECT_CLASSES[found] = (str(entry.project), location, attribute)
+        copyreg.pickle(found, _reduce_project_object)
+    return found
+
+
+_PROJECT_CLASSES: dict[type, tuple[str, str, str]] = {}
+
+
+def _reduce_project_object(obj: Any):
+    return _rebuild_project_object, (*_PROJECT_CLASSES[type(obj)], obj.__getstate__())
+
+
+def _rebuild_project_object(project: str, location: str, attribute: str, state: Any) -> Any:
+    """An instance of a project class made in another process (the other half of :func:`resolve`'s pickling)."""
+    cls = getattr(import_project_file(project, location), attribute)
+    obj = cls.__new__(cls)
+    if hasattr(obj, "__setstate__"):
+        obj.__setstate__(state)
+        return obj
+    slots = None
+    if isinstance(state, tuple) and len(state) == 2:  # object.__getstate__ of a class with __slots__
+        state, slots = state
+    if state:
+        obj.__dict__.update(state)
+    for name, value in (slots or {}).items():
+        setattr(obj, name, value)
+    return obj
+
+
+def register_environment(entry: Entry) -> str:
+    """Register the environment class ``entry`` names as a Gymnasium id, ``entry.name`` (a project's
+    environment of a Gymnasium name replaces Gymnasium's inside the project); returns the id."""
+    import gymnasium as gym
+
+    cls = resolve(entry)
+    if entry.name in gym.registry and gym.registry[entry.name].entry_point is not cls:
+        del gym.registry[entry.name]
+    if entry.name not in gym.registry:
+        gym.register(id=entry.name, entry_point=cls, max_episode_steps=getattr(cls, "max_episode_steps", None))
+    return entry.name
+
+
+def make_named_env(name: str, num_envs: int = 1, project: str | os.PathLike | None = None):
+    """The environment registered as ``name`` (built in, or the project's): one env, or a vector env of
+    ``num_envs`` copies. A module-level function, so ``functools.partial(make_named_env, name, 4, project)`` is
+    a picklable factory that works in a worker process too (it registers the id there before making the env)."""
+    from rlbook.envs import make, make_vec
+
+    env_id = register_environment(lookup("environments", name, project))
+    return make(env_id) if num_envs == 1 else make_vec(env_id, num_envs)
 
 
 def import_project_file(project: str | os.PathLike, relative: str):
@@ -302,4 +360,5 @@ def agent_class_named(class_name: str) -> type:
 
 __all__ = ["BUILTINS", "BUILTIN_AGENTS", "Entry", "KINDS", "REGISTRY_FILE", "RegistryError", "UnknownName",
            "agent_class", "agent_class_named", "check_name", "entries", "find_project", "import_project_file", "lookup",
-           "make_config", "presets", "read_registry", "resolve", "write_registry"]
+           "make_config", "make_named_env", "presets", "read_registry", "register_environment", "resolve",
+           "write_registry"]

@@ -4,6 +4,7 @@ templates pass ruff and train as they are; every bad argument gives status 2 and
 during `train` leave a loadable checkpoint."""
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlbook import registry
+from rlbook import cli, registry
 from rlbook.agents.base import Agent
 from rlbook.checkpoints import CheckpointError, read_checkpoint
 from rlbook.cli import main
@@ -220,6 +221,26 @@ def test_generated_environment_objective_and_regimen_work(project, capsys):
         rewards = data["reward"]
         assert np.allclose(rewards[:-1], -0.02) or np.allclose(rewards, -0.02)
         assert data["obs"].shape == (len(rewards), 1) and data["truncated"][-1] or data["terminated"][-1]
+
+
+def test_project_code_reaches_worker_processes(project, capsys):
+    """A3C's workers are fresh processes that know nothing of the project: its environment travels as a factory
+    that registers it there, an objective as "import this file of the project, restore the attributes"."""
+    for kind, name in [("environment", "corridor"), ("objective", "costly")]:
+        assert run(capsys, "generate", kind, name)[0] == 0
+    objective = registry.resolve(registry.lookup("objectives", "costly", project))(step_cost=0.5)
+    objective.steps = 7
+    factory = cli.training_env("corridor", 2, project)
+    probe = "import pickle, sys; objective, factory = pickle.load(sys.stdin.buffer); env = factory(); " \
+            "print(type(objective).__name__, objective.step_cost, objective.steps, env.num_envs, env.spec.id)"
+    done = subprocess.run([sys.executable, "-c", probe], input=pickle.dumps((objective, factory)),
+                          capture_output=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().split() == ["CostlyObjective", "0.5", "7", "2", "corridor"]
+    code, out, err = run(capsys, "train", "a3c", "--env", "corridor", "--objective", "costly", "--episodes", 3,
+                         "--num-envs", 2, "--seed", 0, "--no-progress", "--set", "workers=2")
+    assert code == 0, err
+    assert "trained a3c on corridor: 3 episodes" in out
 
 
 def test_offline_regimen_learns_from_saved_episodes(project, capsys):
