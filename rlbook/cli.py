@@ -329,6 +329,12 @@ def cmd_train(args, rest, parser) -> int:
         fail("--resume and --fresh contradict each other")
     if args.render and not _has_display():
         fail("--render needs a display (none here: DISPLAY is not set); record episodes with --video instead")
+    if args.render and args.num_envs > 1:
+        fail(f"--render shows one environment in a window: drop --num-envs {args.num_envs} (or record episodes "
+             "with --video)")
+    if args.render and cls.trains_in_workers and not args.test:
+        fail(f"--render: {args.agent} trains in worker processes, which cannot show a window; train without it, "
+             "then watch with --test --render or `rlbook play CHECKPOINT --render`")
     if args.regimen != "offline":
         if args.env is None:
             fail("--env is required (a Gymnasium id such as CartPole-v1, or a project environment)")

@@ -299,6 +299,44 @@ def test_bad_arguments_exit_2_with_one_line_naming_them(project, capsys, monkeyp
     assert not (project / "runs").exists() or not any((project / "runs").rglob("checkpoint.pt"))
 
 
+def test_render_shows_the_environment_in_a_window(project, capsys, monkeypatch):
+    """--render with a display (SDL's dummy video driver stands in for a screen): training and playing draw every
+    step of one environment in human mode; what cannot be shown is refused in one line."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
+    drawn = []
+    original = CartPoleEnv.render
+
+    def render(self):
+        drawn.append(self.render_mode)
+        return original(self)
+
+    monkeypatch.setattr(CartPoleEnv, "render", render)
+    code, out, err = run(capsys, "train", "dqn", "--env", "CartPole-v1", "--episodes", 2, "--render", "--seed", 0,
+                         "--no-progress")
+    assert code == 0, err
+    steps = Agent.from_checkpoint(project / "runs" / "dqn-CartPole-v1" / "checkpoint.pt").num_steps
+    assert set(drawn) == {"human"} and len(drawn) >= steps  # every step (and every reset) drawn
+    drawn.clear()
+    code, out, err = run(capsys, "play", project / "runs" / "dqn-CartPole-v1" / "checkpoint.pt", "--render")
+    assert code == 0, err
+    played = int(out.split(" in ")[1].split()[0])
+    assert set(drawn) == {"human"} and len(drawn) >= played
+    for argv, message in [(["dqn", "--num-envs", 2], "--render shows one environment"),
+                          (["a3c"], "a3c trains in worker processes")]:
+        code, _, err = run(capsys, "train", argv[0], "--env", "CartPole-v1", "--episodes", 2, "--render",
+                           "--run-dir", project / "refused", *argv[1:])
+        assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
+    assert not (project / "refused").exists()
+    drawn.clear()  # a greedy test run of A3C happens in this process: it can be shown
+    code, out, err = run(capsys, "train", "a3c", "--env", "CartPole-v1", "--episodes", 1, "--render", "--test",
+                         "--no-progress")
+    assert code == 0 and set(drawn) == {"human"}, err
+
+
 def test_options_that_differ_from_the_checkpoint_are_refused(project, capsys):
     assert run(capsys, "train", "dqn", "--env", "CartPole-v1", "--episodes", 2, "--no-progress")[0] == 0
     code, _, err = run(capsys, "train", "dqn", "--env", "CartPole-v1", "--episodes", 2, "--lr", "0.5")

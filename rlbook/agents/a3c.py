@@ -78,6 +78,7 @@ class A3CAgent(A2CAgent):
     runs :class:`rlbook.parallel.A3CTrainer`; in the plain :class:`~rlbook.train.Trainer` it learns as A2C."""
 
     config_class = A3CConfig
+    trains_in_workers = True
 
     def weights_vector(self) -> torch.Tensor:
         """All parameters as one flat float32 CPU tensor (what workers receive)."""

@@ -76,6 +76,9 @@ class Agent(abc.ABC):
     #: then passes every environment's row at every step, as a :class:`~rlbook.rollout.MaskedTransition` whose
     #: ``valid`` is false on autoreset rows, instead of dropping those rows.
     fixed_shape: bool = False
+    #: ``True`` for agents whose :meth:`make_trainer` steps the environments in worker processes (A3C): they
+    #: train on an env id or a picklable factory, never on an open environment (a window, say).
+    trains_in_workers: bool = False
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AgentConfig | None = None,
                  **overrides: Any):
