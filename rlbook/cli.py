@@ -443,7 +443,10 @@ def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: P
         objective = _named("objectives", args.objective, "--objective", project, fail)()
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"--run-dir {_show(run_dir)}: cannot make the folder ({exc.strerror or exc})")
     if issubclass(regimen_cls, Offline):
         source = args.episodes_from or run_dir / "episodes"
         try:
@@ -513,6 +516,8 @@ def cmd_play(args, rest, parser) -> int:
         _fail(parser, "play", "--render needs a display (none here: DISPLAY is not set); use --video FILE instead")
     if args.video is not None and args.video.suffix.lower() not in (".webp", ".gif"):
         _fail(parser, "play", f"--video: the file must end in .webp or .gif, got {str(args.video)!r}")
+    if args.video is not None and not args.video.resolve().parent.is_dir():
+        _fail(parser, "play", f"--video: the folder {_show(args.video.resolve().parent)} does not exist")
     agent, env_id = _load_for(args, parser, "play")
     mode = "human" if args.render else "rgb_array"
     try:
@@ -571,6 +576,7 @@ def cmd_eval(args, rest, parser) -> int:
 def _load_for(args, parser, command: str):
     from rlbook.agents.base import Agent
     from rlbook.checkpoints import CheckpointError
+    from rlbook.core import resolve_device
 
     project = _project(args, parser, command, required=False)
     fail = _subparser(parser, command).error
@@ -583,6 +589,10 @@ def _load_for(args, parser, command: str):
     if env_id is None:
         fail("--env is required: the checkpoint does not say which environment it was trained on")
     env_id = _env_id(env_id, project, fail)
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        fail(f"--device: {exc}")
     try:
         agent = Agent.from_checkpoint(args.checkpoint, device=args.device)
     except CheckpointError as exc:

@@ -52,12 +52,23 @@ def seed_everything(seed: int | None) -> np.random.Generator:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` means CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if isinstance(device, torch.device):
-        return device
+    """``"auto"`` means CUDA when available, else CPU; anything else is passed to ``torch.device`` and must
+    exist here: a GPU that this machine (or this build of PyTorch) lacks is a :class:`ValueError` saying so, not
+    an error from deep inside PyTorch at the first tensor."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda[:N]'") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {str(device)!r} is not available: {why}; use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r} is not available: this machine has "
+                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} is not available (Apple's Metal backend is missing here); use "
+                         "'cpu' or 'auto'")
+    return device

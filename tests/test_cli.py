@@ -241,6 +241,9 @@ def test_project_code_reaches_worker_processes(project, capsys):
                          "--num-envs", 2, "--seed", 0, "--no-progress", "--set", "workers=2")
     assert code == 0, err
     assert "trained a3c on corridor: 3 episodes" in out
+    for command in ("play", "eval"):  # a device that is not there, for a checkpoint that is
+        code, _, err = run(capsys, command, project / "runs" / "a3c-corridor" / "checkpoint.pt", "--device", "cuda:99")
+        assert code == 2 and len(err.strip().splitlines()) == 1 and "device 'cuda:99' is not available" in err, err
 
 
 def test_offline_regimen_learns_from_saved_episodes(project, capsys):
@@ -285,6 +288,11 @@ def test_offline_regimen_learns_from_saved_episodes(project, capsys):
     (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--render"], "--render needs a display"),
     (["play", "x.pt", "--render"], "--render needs a display"),
     (["play", "nothing.pt"], "nothing.pt does not exist"),
+    (["play", "x.pt", "--video", "/no-such-folder/x.webp"], "--video: the folder /no-such-folder does not exist"),
+    (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--device", "cuda:99"],
+     "device 'cuda:99' is not available"),
+    (["train", "dqn", "--env", "CartPole-v1", "--episodes", "2", "--run-dir", "/proc/rlbook-run"],
+     "--run-dir /proc/rlbook-run: cannot make the folder"),
     (["eval", "nothing.pt"], "nothing.pt does not exist"),
     (["list", "agnets"], "invalid choice"),
     (["frobnicate"], "invalid choice"),

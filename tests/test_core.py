@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import rlbook
+from rlbook.agents.dqn import DQNAgent
 from rlbook.envs import as_vector_env, make
 from rlbook.results import load_results, summarize, write_results
 
@@ -53,6 +54,16 @@ def test_resolve_device():
     assert rlbook.resolve_device("auto").type in ("cpu", "cuda")
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
         rlbook.resolve_device("gpu0")
+    assert rlbook.resolve_device(torch.device("cpu")) == torch.device("cpu")
+    # a GPU that is not there is refused by name here, not by PyTorch at the first tensor
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(ValueError, match=f"device '{missing}' is not available"):
+        rlbook.resolve_device(missing)
+    with pytest.raises(ValueError, match=f"device '{missing}' is not available"):
+        rlbook.resolve_device(torch.device(missing))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' is not available"):
+            DQNAgent(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Discrete(2), device="cuda")
 
 
 def test_make_gives_a_clear_error_for_unknown_ids():
