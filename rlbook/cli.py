@@ -170,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:
         print(f"rlbook {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        if args.command not in ("init", "generate"):  # (in training, the traceback shows where it happened)
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"rlbook {args.command}: error: cannot write {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 def _fail(parser: argparse.ArgumentParser, command: str, message: str):

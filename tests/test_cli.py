@@ -62,6 +62,9 @@ def test_init_makes_the_project_and_never_overwrites(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     code, _, err = run(capsys, "init", tmp_path / "afile")
     assert code == 2 and "is not a folder" in err
+    code, _, err = run(capsys, "init", "/proc/rlbook-project")  # a folder that cannot be made: one line, status 1
+    assert code == 1 and err.strip() == "rlbook init: error: cannot write /proc/rlbook-project: No such file or " \
+                                        "directory", err
 
 
 @pytest.mark.parametrize("kind", ["agent", "environment", "objective", "regimen"])
