@@ -402,6 +402,18 @@ def test_sum_tree_keeps_every_inner_node_the_sum_of_its_children(capacity, updat
     np.testing.assert_allclose(tree.tree[inner], tree.tree[2 * inner] + tree.tree[2 * inner + 1])
 
 
+def test_sum_tree_of_one_item_is_its_own_root():
+    """Capacity 1: the only leaf is the root (tree[1]) and there is no inner node to refresh (the random test
+    above reaches this case only by chance; an update that climbed to node 0 would loop for ever)."""
+    tree = SumTree(1)
+    assert tree.size == 1
+    tree.update([0], [2.5])
+    assert tree.total == 2.5 and tree.tree[1] == 2.5
+    np.testing.assert_array_equal(tree.find(np.array([0.0, 2.4])), [0, 0])
+    tree.update([0, 0], [4.0, 1.0])  # the last value wins
+    assert tree.total == 1.0
+
+
 def test_sum_tree_find_is_the_inverse_of_the_running_sum_and_skips_zeros():
     tree = SumTree(6)
     tree.update(np.arange(6), [1.0, 0.0, 2.0, 0.0, 0.5, 0.0])

@@ -544,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     if earlier_outcome:  # the report covers every mutant: earlier outcomes, updated by this run
         outcome = {**earlier_outcome, **outcome}
         mutants = everything
+        elapsed += json.loads(args.survivors_of.read_text())["summary"].get("seconds", 0.0)  # both runs' time
 
     per_target = {}
     survivors = []
