@@ -476,7 +476,7 @@ def _build_regimen(args, agent, env_id, render_env, run_dir: Path, checkpoint: P
         plugins.append(NoProgress(patience=args.early_stop))
     env = render_env if render_env is not None else training_env(env_id, args.num_envs, project)
     return regimen_cls(agent, env, episodes=args.episodes, epochs=args.epochs,
-                       num_envs=1 if render_env is not None else args.num_envs, plugins=plugins,
+                       num_envs=args.num_envs, plugins=plugins,
                        objective=objective, seed=args.seed, train=not args.test, checkpoint=checkpoint,
                        resume=args.resume, checkpoint_extra={"cli": {"env": env_id}})
 

@@ -229,24 +229,15 @@ _PROJECT_CLASSES: dict[type, tuple[str, str, str]] = {}
 
 
 def _reduce_project_object(obj: Any):
-    return _rebuild_project_object, (*_PROJECT_CLASSES[type(obj)], obj.__getstate__())
+    # pickle's own protocol restores the state (``__setstate__``, the ``__dict__`` or the slots)
+    return _new_project_object, _PROJECT_CLASSES[type(obj)], obj.__getstate__()
 
 
-def _rebuild_project_object(project: str, location: str, attribute: str, state: Any) -> Any:
-    """An instance of a project class made in another process (the other half of :func:`resolve`'s pickling)."""
+def _new_project_object(project: str, location: str, attribute: str) -> Any:
+    """An empty instance of a project class, in whichever process unpickles it (the other half of
+    :func:`resolve`'s pickling)."""
     cls = getattr(import_project_file(project, location), attribute)
-    obj = cls.__new__(cls)
-    if hasattr(obj, "__setstate__"):
-        obj.__setstate__(state)
-        return obj
-    slots = None
-    if isinstance(state, tuple) and len(state) == 2:  # object.__getstate__ of a class with __slots__
-        state, slots = state
-    if state:
-        obj.__dict__.update(state)
-    for name, value in (slots or {}).items():
-        setattr(obj, name, value)
-    return obj
+    return cls.__new__(cls)
 
 
 def register_environment(entry: Entry) -> str:
